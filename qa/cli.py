@@ -1,0 +1,197 @@
+"""The ``qa`` command line: parse arguments, call the library, print.
+
+Exit status: 0 success, 1 an operational failure (model, index, FAQ), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from qa.errors import InvalidQuestion, QAError
+from qa.settings import Settings
+
+log = logging.getLogger("qa")
+
+
+def _engine(args: argparse.Namespace, rebuild: bool = False):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from qa.encoders import load_encoder
+    from qa.search import Engine
+
+    s: Settings = args.settings
+    encoder = load_encoder(s.model)
+    with Progress(TextColumn("building index"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err_console(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("build", total=None)
+        return Engine.open(s.data_dir, s.index_dir, encoder, faq_dir=s.faq_dir, rebuild=rebuild,
+                           threshold=s.threshold, cache_size=s.cache_size,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _err_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answers questions: readable, or JSON, or JSON lines from standard input."""
+    if args.question == ["-"]:
+        engine = _engine(args)
+        status = 0
+        for line in sys.stdin:
+            line = line.rstrip("\n")
+            try:
+                out: dict[str, object] = engine.ask(line, args.top_k).to_dict()
+            except InvalidQuestion as exc:
+                out = {"question": line, "error": {"code": "invalid_question", "message": str(exc)}}
+                status = 2
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        return status
+    question = " ".join(args.question)
+    if not question.strip():
+        raise InvalidQuestion("the question is empty; usage: qa ask \"your question\"")
+    engine = _engine(args)
+    answer = engine.ask(question, args.top_k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        from qa.render import print_answer
+
+        print_answer(answer.to_dict())
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Builds or refreshes the index."""
+    engine = _engine(args, rebuild=args.force)
+    d = engine.dense
+    print(f"index: {len(d)} vectors of {d.dim} dims for {len(engine.kb.entries)} entries, "
+          f"model {d.model}, in {args.settings.index_dir} (built in {d.build_seconds:.2f}s)")
+    for w in engine.kb.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Prints evaluation metrics per language and kind."""
+    from qa import evaluate
+    from qa.render import print_report
+
+    files = [Path(f) for f in args.files] or [args.settings.data_dir / "eval"]
+    examples = evaluate.read_examples(files)
+    if not examples:
+        raise InvalidQuestion(f"no evaluation examples in {', '.join(map(str, files))}")
+    engine = _engine(args)
+    outcomes = evaluate.run(engine, examples)
+    rep = evaluate.report(outcomes)
+    if args.json:
+        print(json.dumps({"report": rep, "failures": evaluate.failures(outcomes)}, ensure_ascii=False, indent=2))
+    else:
+        print_report(rep, evaluate.failures(outcomes) if args.failures else [], engine.threshold)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Lists the FAQ entries."""
+    from qa.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
+    for e in kb.entries:
+        print(f"{e.id}  [{e.section}]  {e.question}")
+    for w in kb.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Starts the HTTP server (API, chat page, Slack)."""
+    try:
+        from server.main import serve
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise QAError(f"the server is not installed ({exc}); run 'make install'") from exc
+    return serve(host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="qa", description="Answers questions from the OpenKruise FAQ (Chinese and English).")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument("--model", help="encoder (env QA_MODEL)")
+    p.add_argument("--data-dir", type=Path, help="data folder (env QA_DATA_DIR)")
+    p.add_argument("--index-dir", type=Path, help="index folder (env QA_INDEX_DIR)")
+    p.add_argument("--threshold", type=float, help="confidence threshold 0..1 (env QA_THRESHOLD)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("ask", help="answer a question", description="Answer a question. '-' reads one question "
+                       "a line from standard input and prints one JSON object a line.")
+    a.add_argument("question", nargs="+", help="the question, or '-' for standard input")
+    a.add_argument("--json", action="store_true", help="print the JSON contract")
+    a.add_argument("-k", "--top-k", type=int, default=3, choices=range(1, 11), metavar="1..10",
+                   help="candidates in all (default 3)")
+    a.set_defaults(func=cmd_ask)
+
+    b = sub.add_parser("build", help="build or refresh the index")
+    b.add_argument("--force", action="store_true", help="rebuild even when the index is current")
+    b.set_defaults(func=cmd_build)
+
+    e = sub.add_parser("eval", help="evaluate on labelled questions (default: data/eval)")
+    e.add_argument("files", nargs="*", help="JSON Lines files or folders")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument("--failures", action="store_true", help="list the questions answered wrongly")
+    e.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="list the FAQ entries")
+    ls.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("serve", help="start the HTTP server")
+    s.add_argument("--host", default=None, help="bind address (env QA_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (env QA_PORT, default 8000)")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qa`` console script.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    overrides = {k: v for k, v in {"model": args.model, "data_dir": args.data_dir, "index_dir": args.index_dir,
+                                   "threshold": args.threshold}.items() if v is not None}
+    try:
+        args.settings = Settings(**overrides)
+        return int(args.func(args))
+    except InvalidQuestion as exc:
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad settings or evaluation files
+        print(f"qa: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except QAError as exc:
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Markdown FAQ files → :class:`Entry` objects.
+
+A question is a heading whose text starts with a ``Q`` marker (``Q：``, ``Q:``, ``**Q**：``,
+``问：``) or, failing that, a heading that ends with a question mark. Every other heading below
+level 1 opens a section. The answer is the markdown under the question heading, up to the next
+heading, with its ``A：`` / ``**A**：`` marker removed. Every fenced code block in it becomes a
+:class:`Command`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from qa.errors import FAQError
+
+log = logging.getLogger(__name__)
+
+_Q_PREFIX = re.compile(r"^\s*(?:\*\*|__)?\s*(?:Q|问|問|Question)\s*(?:\*\*|__)?\s*[：:]\s*", re.I)
+_A_PREFIX = re.compile(r"^(\s*(?:>\s*)?)(?:\*\*|__)?\s*(?:A|答|Answer)\s*(?:\*\*|__)?\s*[：:]\s*", re.I | re.M)
+_FILE_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?file://[^)]*\)")
+_FILE_AUTOLINK = re.compile(r"<file://[^>]*>")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_HEADING = re.compile(r"^ {0,3}#{2,6}\s")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A fenced code block of an answer."""
+
+    language: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One question and its answer."""
+
+    id: str
+    section: str
+    question: str
+    answer: str
+    commands: tuple[Command, ...] = ()
+    source: str = ""
+    line: int = 0
+    section_path: tuple[str, ...] = field(default=(), compare=False)
+
+    def to_dict(self) -> dict[str, object]:
+        """Returns the entry in the shape of the public JSON contract (plus source)."""
+        return {
+            "id": self.id,
+            "section": self.section,
+            "question": self.question,
+            "answer": self.answer,
+            "commands": [{"language": c.language, "code": c.code} for c in self.commands],
+            "source": f"{self.source}:{self.line}",
+        }
+
+
+@dataclass(frozen=True)
+class ParseWarning:
+    """A problem found while parsing; the rest of the file still loads."""
+
+    source: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+@dataclass
+class ParseResult:
+    """Entries and warnings from one or more files."""
+
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[ParseWarning] = field(default_factory=list)
+
+
+def entry_id(question: str) -> str:
+    """Returns a stable id for a question: a hash of its normalised text.
+
+    Args:
+        question: the plain question text.
+
+    Returns:
+        Eight hex digits, the same on every machine and rebuild.
+    """
+    norm = " ".join(unicodedata.normalize("NFKC", question).split()).lower()
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:8]
+
+
+def _plain(inline: Token) -> str:
+    """Inline markdown → plain text (emphasis markers dropped, code kept, links as text)."""
+    out: list[str] = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline"):
+            out.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            out.append(" ")
+        elif child.type == "html_inline":
+            continue
+    return " ".join("".join(out).split())
+
+
+def _close_unclosed_fences(lines: list[str], source: str, warnings: list[ParseWarning]) -> list[str]:
+    """Closes a fence left open, just before the next ``##`` heading, so later entries survive."""
+    out: list[str] = []
+    open_marker: str | None = None
+    open_line = 0
+    for number, line in enumerate(lines, start=1):
+        m = _FENCE.match(line)
+        if open_marker is None:
+            if m:
+                open_marker, open_line = m.group(1), number
+        elif m and m.group(1)[0] == open_marker[0] and len(m.group(1)) >= len(open_marker) \
+                and not line.strip().strip(open_marker[0]):
+            open_marker = None
+        elif _HEADING.match(line):
+            warnings.append(ParseWarning(source, open_line, "unclosed code fence; closed before line %d" % number))
+            out.append(open_marker)
+            open_marker = None
+        out.append(line)
+    if open_marker is not None:
+        warnings.append(ParseWarning(source, open_line, "unclosed code fence; closed at end of file"))
+        out.append(open_marker)
+    return out
+
+
+def _clean_answer(md: str) -> str:
+    md = _FILE_LINK.sub(lambda m: m.group(1), md)
+    md = _FILE_AUTOLINK.sub(lambda m: m.group(0)[1:-1].removeprefix("file://"), md)
+    md = _A_PREFIX.sub(lambda m: m.group(1), md, count=1)
+    return md.strip("\n").rstrip() + "\n" if md.strip() else ""
+
+
+def parse_markdown(text: str, source: str = "<string>") -> ParseResult:
+    """Parses one FAQ markdown document.
+
+    Args:
+        text: the markdown source.
+        source: a name for warnings and provenance (usually the file name).
+
+    Returns:
+        The entries in document order and any warnings.
+    """
+    result = ParseResult()
+    lines = _close_unclosed_fences(text.splitlines(), source, result.warnings)
+    tokens = MarkdownIt("commonmark").parse("\n".join(lines))
+
+    headings: list[tuple[int, int, Token]] = []  # (token index, level, inline)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            headings.append((i, int(tok.tag[1:]), tokens[i + 1]))
+
+    sections: dict[int, str] = {}
+    for n, (i, level, inline) in enumerate(headings):
+        raw = inline.content
+        plain = _plain(inline)
+        is_q = bool(_Q_PREFIX.match(raw)) or (level > 1 and plain.endswith(("?", "？")))
+        if not is_q:
+            if level > 1:
+                sections = {lv: t for lv, t in sections.items() if lv < level}
+                sections[level] = plain
+            continue
+        question = _Q_PREFIX.sub("", plain, count=1).strip()
+        start = (tokens[i].map or [0, 0])[1]
+        end_tok = headings[n + 1][0] if n + 1 < len(headings) else len(tokens)
+        end = (tokens[end_tok].map or [len(lines), 0])[0] if end_tok < len(tokens) else len(lines)
+        line_no = (tokens[i].map or [0])[0] + 1
+        answer = _clean_answer("\n".join(lines[start:end]))
+        if not question:
+            result.warnings.append(ParseWarning(source, line_no, "question heading with no text"))
+            continue
+        if not answer.strip():
+            result.warnings.append(ParseWarning(source, line_no, f"question has no answer: {question[:60]}"))
+            continue
+        commands = tuple(
+            Command(language=(t.info.split()[0].lower() if t.info.strip() else "text"), code=t.content.rstrip("\n"))
+            for t in tokens[i:end_tok] if t.type == "fence"
+        )
+        path = tuple(sections[lv] for lv in sorted(sections))
+        result.entries.append(Entry(
+            id=entry_id(question), section=" / ".join(path), question=question, answer=answer,
+            commands=commands, source=source, line=line_no, section_path=path,
+        ))
+    return result
+
+
+def load_faq(paths: Iterable[Path]) -> ParseResult:
+    """Loads every markdown file in the given files or folders.
+
+    Args:
+        paths: files or folders (folders are searched for ``*.md``, sorted by name).
+
+    Returns:
+        All entries, with duplicate ids disambiguated, and all warnings.
+
+    Raises:
+        FAQError: when no file could be read or no entry was found.
+    """
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        files.extend(sorted(p.rglob("*.md")) if p.is_dir() else [p])
+    result = ParseResult()
+    seen: dict[str, int] = {}
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.warnings.append(ParseWarning(str(f), 0, f"cannot read: {exc}"))
+            continue
+        part = parse_markdown(text, source=f.name)
+        result.warnings.extend(part.warnings)
+        for e in part.entries:
+            if e.id in seen:
+                seen[e.id] += 1
+                result.warnings.append(ParseWarning(e.source, e.line, f"duplicate question; id {e.id}-{seen[e.id]}"))
+                e = Entry(**{**e.__dict__, "id": f"{e.id}-{seen[e.id]}"})
+            else:
+                seen[e.id] = 1
+            result.entries.append(e)
+    for w in result.warnings:
+        log.warning("%s", w)
+    if not result.entries:
+        raise FAQError(f"no FAQ entries found in {', '.join(str(p) for p in paths) or 'no path'}")
+    return result

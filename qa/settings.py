@@ -1,0 +1,31 @@
+"""Configuration: the one place that reads the environment (``QA_`` prefix, or a ``.env`` file).
+
+The server extends these settings with its own (``server.settings.ServerSettings``); library
+classes never read the environment and take plain arguments instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa.encoders import DEFAULT_MODEL
+from qa.search import DEFAULT_THRESHOLD
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Engine settings shared by the CLI and the server."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+
+    model: str = Field(DEFAULT_MODEL, description="encoder: 'multilingual-e5-small' (bundled), or a "
+                                                  "sentence-transformers model folder or packaged name")
+    data_dir: Path = Field(ROOT / "data", description="folder with alternates, glossary, out-of-scope topics")
+    faq_dir: Path | None = Field(None, description="FAQ markdown folder (default: DATA_DIR/faq)")
+    index_dir: Path = Field(ROOT / "index", description="where the built index is kept")
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="confidence below which there is no match")
+    cache_size: int = Field(1024, ge=0, description="answers kept for repeated questions")
