@@ -1,0 +1,177 @@
+"""The FastAPI app factory: heavy objects load once, in the lifespan; routes only render."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qa.encoders import load_encoder
+from qa.errors import QAError
+from qa.search import Engine
+from server.observability import Metrics, install_middleware
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+class EngineHolder:
+    """The engine being served; swapped whole, so a request sees one engine from start to end."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+        self.error: str | None = None if engine else "loading the model and index"
+        self._lock = threading.Lock()
+
+    def set(self, engine: Engine) -> None:
+        with self._lock:
+            self.engine, self.error = engine, None
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            self.error = reason
+
+
+def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
+    """Loads the encoder and the index the settings name (building the index when needed).
+
+    Raises:
+        QAError: model, FAQ or index problems.
+    """
+    encoder = load_encoder(settings.model)
+    return Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
+                       rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error shape of every surface: ``{"error": {"code", "message"}}``."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+                 422: "invalid_request", 429: "rate_limited", 503: "not_ready"}
+
+
+def create_app(settings: ServerSettings | None = None, engine: Engine | None = None,
+               loader: Callable[[ServerSettings], Engine] | None = None) -> FastAPI:
+    """Builds the app.
+
+    Args:
+        settings: configuration (default: from the environment).
+        engine: a ready engine (tests pass a small one); without it the lifespan loads one in
+            the background, and ``/readyz`` answers 503 until it is there.
+        loader: how to load an engine (default :func:`load_engine`).
+
+    Returns:
+        The FastAPI app.
+    """
+    settings = settings or ServerSettings()
+    metrics = Metrics()
+    holder = EngineHolder(engine)
+    load = loader or load_engine
+
+    def publish(e: Engine) -> None:
+        holder.set(e)
+        metrics.entries.set(len(e.kb.entries))
+        metrics.vectors.set(len(e.dense))
+        metrics.build_info.clear()
+        manifest = e.dense.read_manifest(settings.index_dir) or {}
+        metrics.build_info.labels(e.dense.model, e.dense.data_hash, str(manifest.get("built_at", ""))).set(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if holder.engine is not None:
+            publish(holder.engine)
+        else:
+            async def background_load() -> None:
+                try:
+                    publish(await asyncio.to_thread(load, settings))
+                    log.info("ready: %d entries", len(holder.engine.kb.entries) if holder.engine else 0)
+                except QAError as exc:
+                    holder.fail(f"cannot load the engine: {exc}")
+                    log.error("cannot load the engine: %s", exc)
+            task = asyncio.create_task(background_load())
+        yield
+        if task is not None and not task.done():
+            task.cancel()
+
+    app = FastAPI(
+        title="OpenKruise FAQ answer bot",
+        version="0.1.0",
+        description="Answers questions about OpenKruise from its FAQ, in Chinese and English. "
+                    "Every surface (this API, the chat page, the Slack command, the `qa` CLI) returns "
+                    "the same answer.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.holder = holder
+    app.state.publish = publish
+    install_middleware(app, metrics, settings.frame_ancestors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return error_response(exc.status_code, _STATUS_CODES.get(exc.status_code, "error"), detail,
+                              getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}".strip(": "))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error (request %s)", getattr(request.state, "request_id", "?"))
+        return error_response(500, "internal", "internal error; the request id is in the X-Request-ID header")
+
+    from server import api, slack
+
+    app.include_router(api.router)
+    app.include_router(slack.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def get_healthz() -> dict[str, str]:
+        """Answers 200 while the process lives."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness", responses={503: {"description": "Not ready"}})
+    async def get_readyz() -> Response:
+        """200 once the index is loaded; 503 with the reason before (or after a failed load)."""
+        e = holder.engine
+        if e is None:
+            return error_response(503, "not_ready", holder.error or "not ready")
+        body: dict[str, object] = {"status": "ready", "entries": len(e.kb.entries), "vectors": len(e.dense),
+                                   "model": e.dense.model, "data_hash": e.dense.data_hash}
+        if holder.error:
+            body["last_reload_error"] = holder.error
+        return JSONResponse(body)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def get_metrics() -> Response:
+        """Requests and latency per route, answer outcomes, confidence, index size and build."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def get_page() -> FileResponse:
+        """The chat page."""
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,114 @@
+"""Metrics (Prometheus), request logging with request ids, and security headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("server.access")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own (one per app, so tests stay apart)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("qa_http_requests_total", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=r)
+        self.latency = Histogram("qa_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.answers = Counter("qa_answers_total", "Answers by outcome and surface", ["outcome", "surface"],
+                               registry=r)
+        self.confidence = Histogram("qa_answer_confidence", "Confidence of the best candidate",
+                                    buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
+        self.entries = Gauge("qa_index_entries", "FAQ entries in the loaded index", registry=r)
+        self.vectors = Gauge("qa_index_vectors", "Vectors in the loaded dense index", registry=r)
+        self.build_info = Gauge("qa_index_build_info", "The loaded index (value 1)",
+                                ["model", "data_hash", "built_at"], registry=r)
+        self.reloads = Counter("qa_index_reloads_total", "Index reloads by result", ["result"], registry=r)
+
+    def observe_answer(self, answer: dict[str, object], surface: str, conf: float) -> None:
+        """Counts an answer and records its confidence."""
+        self.answers.labels("answered" if answer.get("match") else "no_answer", surface).inc()
+        self.confidence.observe(conf)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the request fields when the record has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        for key in ("request_id", "method", "path", "status", "duration_ms", "client"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(fmt: str = "text", level: str = "info") -> None:
+    """Sets up the root handler (called by entry points only).
+
+    Args:
+        fmt: ``text`` or ``json``.
+        level: a logging level name.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "bm25s", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def security_headers(frame_ancestors: str) -> dict[str, str]:
+    """Headers sent with every response."""
+    return {
+        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                   f"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                   f"frame-ancestors {frame_ancestors}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY" if frame_ancestors.strip() == "'none'" else "",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def install_middleware(app: FastAPI, metrics: Metrics, frame_ancestors: str) -> None:
+    """Request id, one access-log line per request, metrics, security headers."""
+    headers = {k: v for k, v in security_headers(frame_ancestors).items() if v}
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
+        request.state.request_id = rid
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            elapsed = time.perf_counter() - start
+            route = request.scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            metrics.requests.labels(name, request.method, str(status)).inc()
+            metrics.latency.labels(name).observe(elapsed)
+            log.info("%s %s %s %d %.1fms", rid, request.method, request.url.path, status, elapsed * 1000,
+                     extra={"request_id": rid, "method": request.method, "path": request.url.path,
+                            "status": status, "duration_ms": round(elapsed * 1000, 2),
+                            "client": request.client.host if request.client else ""})
+        response.headers.update(headers)
+        response.headers["X-Request-ID"] = rid
+        return response

@@ -1,0 +1,72 @@
+"""The Slack slash command: ``POST /slack/command``.
+
+Every request is verified (signature over the raw body, timestamp within 5 minutes) before
+any other work. The reply is Block Kit JSON, ephemeral unless the text starts with ``share``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from slack_sdk.signature import SignatureVerifier
+
+from qa.errors import InvalidQuestion
+from server.api import current_engine, read_body
+from server.slack_render import render_answer, render_error, render_usage
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["slack"])
+
+SLACK_FORM_LIMIT = 16 * 1024  # Slack's slash-command payloads are small; refuse anything bigger
+
+
+@router.post("/slack/command", summary="Slack slash command", responses={
+    200: {"description": "Block Kit message (ephemeral, or in_channel with `share`)"},
+    401: {"description": "Missing or invalid signature, or stale timestamp"},
+    503: {"description": "No signing secret configured"}})
+async def post_slack_command(request: Request) -> JSONResponse:
+    """Verifies the request, then answers the command's text with Block Kit blocks."""
+    settings = request.app.state.settings
+    secret = settings.slack_signing_secret
+    if secret is None or not secret.get_secret_value():
+        raise HTTPException(503, "the Slack command is not configured: set QA_SLACK_SIGNING_SECRET to the "
+                                 "signing secret of your Slack app (Basic Information → App Credentials)")
+    body = await read_body(request, min(settings.max_body_bytes, SLACK_FORM_LIMIT))
+    timestamp = request.headers.get("x-slack-request-timestamp", "")
+    signature = request.headers.get("x-slack-signature", "")
+    verifier = SignatureVerifier(secret.get_secret_value())
+    if not timestamp or not signature or not verifier.is_valid(body, timestamp, signature):
+        log.warning("slack: rejected a request with a missing or invalid signature or a stale timestamp")
+        raise HTTPException(401, "invalid Slack signature")
+    try:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True,
+                                            strict_parsing=bool(body), max_num_fields=64).items()}
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "the body is not a valid form") from None
+    text = " ".join(form.get("text", "").split())
+    command = form.get("command") or settings.slack_command
+    if not text or text.lower() in {"help", "帮助", "?", "？"}:
+        return JSONResponse(render_usage(command))
+    share = text.lower().startswith("share ") or text.lower() == "share"
+    if share:
+        text = text[len("share"):].strip()
+        if not text:
+            return JSONResponse(render_usage(command))
+    if len(text) > settings.max_question_chars:
+        return JSONResponse(render_error(f"The question is too long (at most {settings.max_question_chars} "
+                                         f"characters). / 问题太长。"))
+    engine = current_engine(request)
+    try:
+        answer = await run_in_threadpool(engine.ask, text, 3)
+    except InvalidQuestion as exc:
+        return JSONResponse(render_error(str(exc)))
+    out = answer.to_dict()
+    request.app.state.metrics.observe_answer(out, "slack", float(answer.debug.get("confidence", 0.0)))
+    log.info("slack: team=%s user=%s channel=%s matched=%s", form.get("team_id", ""), form.get("user_id", ""),
+             form.get("channel_id", ""), (out.get("match") or {}).get("id"))  # type: ignore[union-attr]
+    return JSONResponse(render_answer(out, share=share))
