@@ -46,6 +46,7 @@ class KnowledgeBase:
 
     def __post_init__(self) -> None:
         self.by_id = {e.id: e for e in self.entries}
+        self._segmenter: Segmenter | None = None
 
     @classmethod
     def load(cls, data_dir: Path, faq_dir: Path | None = None) -> "KnowledgeBase":
@@ -83,8 +84,10 @@ class KnowledgeBase:
                    warnings=warnings, data_hash=hash_files(files))
 
     def segmenter(self) -> Segmenter:
-        """A segmenter with this knowledge base's dictionary and glossary."""
-        return Segmenter(terms=self.terms, glossary=self.glossary)
+        """The segmenter with this knowledge base's dictionary and glossary (built once)."""
+        if self._segmenter is None:
+            self._segmenter = Segmenter(terms=self.terms, glossary=self.glossary)
+        return self._segmenter
 
     def passages(self) -> list[Passage]:
         """The texts the dense index encodes, in a stable order."""

@@ -42,3 +42,17 @@ class LexicalIndex:
         if not known:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+
+    def coverage(self, tokens: Sequence[str]) -> float:
+        """Share of the distinct query tokens that occur in the indexed documents.
+
+        Args:
+            tokens: the query's tokens.
+
+        Returns:
+            A number in [0, 1]; 0 for no tokens.
+        """
+        distinct = {t for t in tokens if not t.startswith("§")}
+        if not distinct:
+            return 0.0
+        return len(distinct & self._vocab) / len(distinct)

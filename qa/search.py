@@ -58,7 +58,7 @@ class Scored:
 
 
 def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str, float],
-         weights: Weights = Weights()) -> list[Scored]:
+         weights: Weights = Weights(), coverage: float = 1.0) -> list[Scored]:
     """Weighted sum of the dense and lexical signals, per entry, best first.
 
     Args:
@@ -66,6 +66,9 @@ def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str
         dense_a: entry id → answer-passage cosine.
         lexical: entry id → BM25 score (any scale; divided by the best one here).
         weights: the mix.
+        coverage: share of the query's tokens that the FAQ's vocabulary knows, in [0, 1]; the
+            lexical signal is scaled by it, so one shared word in an otherwise foreign
+            question does not count as a lexical match.
 
     Returns:
         Every entry that appears in any input, sorted by fused score (ties by id).
@@ -75,7 +78,7 @@ def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str
     out = []
     for i in ids:
         q, a = dense_q.get(i, 0.0), dense_a.get(i, 0.0)
-        lex = lexical.get(i, 0.0) / top_lex if top_lex > 0 else 0.0
+        lex = coverage * lexical.get(i, 0.0) / top_lex if top_lex > 0 else 0.0
         fused = weights.question * q + weights.answer * a + weights.lexical * lex
         out.append(Scored(i, fused, q, a, lex))
     out.sort(key=lambda s: (-s.fused, s.id))
@@ -243,9 +246,10 @@ class Engine:
                 dense_a[owner] = max(s, dense_a.get(owner, -1.0))
             elif self._is_oos[j]:
                 oos = max(oos, s)
-        lex = self.lexical.scores(self.lexical.segmenter.tokens(clean))
+        tokens = self.lexical.segmenter.tokens(clean)
+        lex = self.lexical.scores(tokens)
         lexical = {e.id: float(v) for e, v in zip(self.kb.entries, lex)}
-        return fuse(dense_q, dense_a, lexical, self.weights), oos
+        return fuse(dense_q, dense_a, lexical, self.weights, self.lexical.coverage(tokens)), oos
 
     def _answer(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
         ranked, oos = self.signals(clean, scores, idx)

@@ -7,7 +7,7 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,8 @@ from qa.encoders import load_encoder
 from qa.errors import QAError
 from qa.search import Engine
 from server.observability import Metrics, install_middleware
+from server.ratelimit import RateLimiter
+from server.reload import Reloader
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,16 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         manifest = e.dense.read_manifest(settings.index_dir) or {}
         metrics.build_info.labels(e.dense.model, e.dense.data_hash, str(manifest.get("built_at", ""))).set(1)
 
+    reloader = Reloader(settings, lambda: holder.engine, publish, holder.fail,
+                        lambda result: metrics.reloads.labels(result).inc())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
+        watcher = None
+        if settings.watch:
+            paths = [p for p in {settings.data_dir, settings.faq_dir or settings.data_dir} if p.exists()]
+            watcher = asyncio.create_task(reloader.watch(paths))
         if holder.engine is not None:
             publish(holder.engine)
         else:
@@ -105,8 +114,9 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
                     log.error("cannot load the engine: %s", exc)
             task = asyncio.create_task(background_load())
         yield
-        if task is not None and not task.done():
-            task.cancel()
+        for t in (task, watcher):
+            if t is not None and not t.done():
+                t.cancel()
 
     app = FastAPI(
         title="OpenKruise FAQ answer bot",
@@ -120,7 +130,21 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     app.state.metrics = metrics
     app.state.holder = holder
     app.state.publish = publish
-    install_middleware(app, metrics, settings.frame_ancestors)
+    app.state.reloader = reloader
+    limiter = RateLimiter(settings.rate_limit)
+    app.state.limiter = limiter
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if path == "/" or path.startswith("/api/"):
+            wait = limiter.hit(f"ip:{request.client.host if request.client else '?'}")
+            if wait is not None:
+                return error_response(429, "rate_limited", f"too many requests; retry in {wait:.0f} s",
+                                      {"Retry-After": f"{wait:.0f}"})
+        return await call_next(request)
+
+    install_middleware(app, metrics, settings.frame_ancestors)  # outermost: sees every response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -139,10 +163,11 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         log.exception("unexpected error (request %s)", getattr(request.state, "request_id", "?"))
         return error_response(500, "internal", "internal error; the request id is in the X-Request-ID header")
 
-    from server import api, slack
+    from server import admin, api, slack
 
     app.include_router(api.router)
     app.include_router(slack.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def get_healthz() -> dict[str, str]:

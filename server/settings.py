@@ -26,6 +26,14 @@ class ServerSettings(Settings):
     frame_ancestors: str = Field("'none'", description="CSP frame-ancestors, to allow embedding the page")
     watch: bool = Field(False, description="rebuild the index when files under the data folder change")
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _valid_rate(cls, v: str) -> str:
+        from server.ratelimit import RateLimiter
+
+        RateLimiter(v)  # raises ValueError on a rate string the limits library cannot parse
+        return v
+
     @field_validator("slack_signing_secret", "admin_token", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:

@@ -48,6 +48,10 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                             strict_parsing=bool(body), max_num_fields=64).items()}
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the body is not a valid form") from None
+    wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}")
+    if wait is not None:
+        return JSONResponse(render_error(f"Too many questions; try again in {wait:.0f} s. / 提问太频繁，请 {wait:.0f} 秒后再试。"),
+                            status_code=429, headers={"Retry-After": f"{wait:.0f}"})
     text = " ".join(form.get("text", "").split())
     command = form.get("command") or settings.slack_command
     if not text or text.lower() in {"help", "帮助", "?", "？"}:

@@ -1,0 +1,36 @@
+"""Admin actions, behind ``Authorization: Bearer $QA_ADMIN_TOKEN``; absent (404) without a token."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["admin"])
+
+
+def require_admin(request: Request) -> None:
+    """404 when no admin token is configured; 401 unless the bearer token matches (constant time)."""
+    token = request.app.state.settings.admin_token
+    if token is None:
+        raise HTTPException(404, "Not Found")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(),
+                                                               token.get_secret_value().encode()):
+        raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.post("/admin/reload", summary="Rebuild the index from the data folder and swap it in",
+             responses={202: {"description": "Reload started"}, 200: {"description": "Reload finished (wait=true)"},
+                        401: {"description": "Bad or missing token"}, 404: {"description": "No admin token set"}})
+async def post_reload(request: Request, wait: bool = False) -> JSONResponse:
+    """Starts a reload in the background (or waits for it with ``?wait=true``); answers keep flowing."""
+    require_admin(request)
+    reloader = request.app.state.reloader
+    if wait:
+        result = await run_in_threadpool(reloader.reload)
+        return JSONResponse(result, status_code=200 if result["status"] == "ok" else 409)
+    started = reloader.start()
+    return JSONResponse({"status": "started" if started else "already running"}, status_code=202)
