@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import re
+
 import bm25s
 import numpy as np
 
 from qa.segment import Segmenter
+
+_CAMEL = re.compile(r"\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b")
+
+
+def _spellable(word: str) -> bool:
+    return len(word) >= 5 and word.isascii() and word.isalpha()
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
 
 
 class LexicalIndex:
@@ -28,6 +40,57 @@ class LexicalIndex:
         self._vocab = {t for doc in corpus for t in doc}
         self._bm25.index(corpus, show_progress=False)
         self.size = len(documents)
+        # Spelling: every vocabulary word under each of its one-letter deletions (SymSpell style),
+        # so a query word one edit away (insertion, deletion, substitution, swap) finds it in O(len).
+        self._near: dict[str, set[str]] = {}
+        for word in self._vocab:
+            if _spellable(word):
+                for key in _deletes(word) | {word}:
+                    self._near.setdefault(key, set()).add(word)
+
+    def correct(self, tokens: Sequence[str]) -> list[str]:
+        """Replaces unknown English words by a vocabulary word one edit away, when there is one.
+
+        Args:
+            tokens: query tokens.
+
+        Returns:
+            The tokens, misspellings ("clonset", "updaet") corrected, with their concept tokens.
+        """
+        out: list[str] = []
+        for tok in tokens:
+            fixed = self._nearest(tok) if tok not in self._vocab else None
+            if fixed is None:
+                out.append(tok)
+                continue
+            out.append(fixed)
+            concept = self.segmenter.concept(fixed)
+            if concept:
+                out.append(concept)
+        return out
+
+    def _nearest(self, tok: str) -> str | None:
+        if not _spellable(tok):
+            return None
+        found: set[str] = set()
+        for key in _deletes(tok) | {tok}:
+            found |= self._near.get(key, set())
+        return min(found, key=lambda w: (abs(len(w) - len(tok)), w)) if found else None
+
+    def unknown_names(self, text: str) -> list[str]:
+        """Product-style names in the text (CamelCase) that the FAQ never mentions.
+
+        A question about ``BroadcastJob`` or ``SidecarTerminator`` is about something this FAQ
+        does not cover, however close the rest of its wording is to an entry.
+
+        Args:
+            text: the question.
+
+        Returns:
+            The unknown names, lower-cased.
+        """
+        names = {m.group(0).lower() for m in _CAMEL.finditer(text)}
+        return sorted(n for n in names if n not in self._vocab and self._nearest(n) is None)
 
     def scores(self, tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every document for query tokens (zeros when none is known).

@@ -37,10 +37,11 @@ class Weights:
     answer: float = 0.25  # cosine to question+answer as a passage
     lexical: float = 0.20  # BM25, divided by the best BM25 score of the query
     # confidence = sigmoid(slope * (fused - level) + margin_gain * margin - gap_gain * oos_excess)
-    level: float = 0.80
+    level: float = 0.83
     slope: float = 40.0
-    margin_gain: float = 25.0
-    gap_gain: float = 40.0
+    margin_gain: float = 40.0
+    gap_gain: float = 120.0
+    unknown_gain: float = 4.0  # per product-style name (CamelCase) that the FAQ never mentions
 
 
 DEFAULT_THRESHOLD = 0.5
@@ -85,7 +86,7 @@ def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str
     return out
 
 
-def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights()) -> float:
+def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(), unknown: int = 0) -> float:
     """How likely the first candidate is the right answer, in [0, 1].
 
     Both the absolute level of the best score and its margin over the runner-up count; a
@@ -95,6 +96,7 @@ def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(
         ranked: candidates, best first.
         oos: best cosine between the query and the known-gap (out-of-scope) examples.
         weights: the shape of the curve.
+        unknown: how many product-style names in the query the FAQ never mentions.
 
     Returns:
         The confidence.
@@ -104,7 +106,8 @@ def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(
     top = ranked[0]
     margin = top.fused - ranked[1].fused if len(ranked) > 1 else top.fused
     excess = max(0.0, oos - top.question)
-    z = weights.slope * (top.fused - weights.level) + weights.margin_gain * margin - weights.gap_gain * excess
+    z = (weights.slope * (top.fused - weights.level) + weights.margin_gain * margin - weights.gap_gain * excess
+         - weights.unknown_gain * unknown)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -230,8 +233,8 @@ class Engine:
             raise InvalidQuestion("the question is empty")
         return clean
 
-    def signals(self, clean: str, scores: np.ndarray, idx: np.ndarray) -> tuple[list[Scored], float]:
-        """Per-entry fused candidates and the best known-gap cosine for one encoded query."""
+    def signals(self, clean: str, scores: np.ndarray, idx: np.ndarray) -> tuple[list[Scored], float, int]:
+        """Per-entry fused candidates, the best known-gap cosine, and the count of unknown names."""
         dense_q: dict[str, float] = {}
         dense_a: dict[str, float] = {}
         oos = 0.0
@@ -246,14 +249,15 @@ class Engine:
                 dense_a[owner] = max(s, dense_a.get(owner, -1.0))
             elif self._is_oos[j]:
                 oos = max(oos, s)
-        tokens = self.lexical.segmenter.tokens(clean)
+        tokens = self.lexical.correct(self.lexical.segmenter.tokens(clean))
         lex = self.lexical.scores(tokens)
         lexical = {e.id: float(v) for e, v in zip(self.kb.entries, lex)}
-        return fuse(dense_q, dense_a, lexical, self.weights, self.lexical.coverage(tokens)), oos
+        ranked = fuse(dense_q, dense_a, lexical, self.weights, self.lexical.coverage(tokens))
+        return ranked, oos, len(self.lexical.unknown_names(clean))
 
     def _answer(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
-        ranked, oos = self.signals(clean, scores, idx)
-        conf = confidence(ranked, oos, self.weights)
+        ranked, oos, unknown = self.signals(clean, scores, idx)
+        conf = confidence(ranked, oos, self.weights, unknown)
         top_k = max(1, top_k)
         match = None
         alts_from = 0
@@ -264,7 +268,7 @@ class Engine:
             top_k -= 1
         alternatives = [{"id": s.id, "question": self.kb.by_id[s.id].question, "score": round(s.fused, 4)}
                         for s in ranked[alts_from:alts_from + max(top_k, 0 if match else 1)]]
-        debug = {"confidence": conf, "oos": oos, "top": ranked[:3]}
+        debug = {"confidence": conf, "oos": oos, "unknown_names": unknown, "top": ranked[:3]}
         return Answer(clean, detect_language(clean), match, alternatives, 0.0, debug)
 
     # -- cache -----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-\.]*")
 _WORDLIKE = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
+_ASCII_WORD = re.compile(r"[a-z0-9](?:[a-z0-9._+#/-]*[a-z0-9+#])?")
+_PART_SEP = re.compile(r"[._/-]+")
 
 # Function words in both languages; the FAQ's own vocabulary decides the rest.
 DEFAULT_STOPWORDS = frozenset("""
@@ -137,7 +139,8 @@ class Segmenter:
             for term in group:
                 self._concept.setdefault(_stem(self._join(term)), f"§{i}")
         for term in all_terms:
-            self._jieba.add_word(self._join(term), freq=2_000_000)
+            if not term.isascii():  # ASCII words never reach jieba (see tokens)
+                self._jieba.add_word(self._join(term), freq=2_000_000)
 
     @staticmethod
     def _join(term: str) -> str:
@@ -145,6 +148,10 @@ class Segmenter:
 
     def tokens(self, text: str) -> list[str]:
         """Segments text for BM25.
+
+        English and other ASCII words are taken whole (with the parts of hyphenated or dotted
+        names as extra tokens); only the runs between them go through jieba, so a dictionary
+        word can never split an English word ("change" never yields "hang").
 
         Args:
             text: any text, Chinese, English or mixed.
@@ -156,16 +163,37 @@ class Segmenter:
         if self._phrase_re is not None:
             text = self._phrase_re.sub(lambda m: self._join(m.group(0)), text)
         out: list[str] = []
-        for tok in self._jieba.cut_for_search(text, HMM=True):
-            tok = tok.strip(" .-:/")
-            if not tok or not _WORDLIKE.search(tok) or tok in self.stopwords or (len(tok) == 1 and tok.isascii()):
-                continue
-            tok = _stem(tok)
-            out.append(tok)
-            concept = self._concept.get(tok)
-            if concept:
-                out.append(concept)
+        pos = 0
+        for m in _ASCII_WORD.finditer(text):
+            self._cut(text[pos:m.start()], out)
+            word = m.group(0)
+            self._emit(word, out)
+            if _PART_SEP.search(word):
+                for part in _PART_SEP.split(word):
+                    if part != word:
+                        self._emit(part, out)
+            pos = m.end()
+        self._cut(text[pos:], out)
         return out
+
+    def concept(self, token: str) -> str | None:
+        """The glossary concept token of a token, if it belongs to a synonym group."""
+        return self._concept.get(token)
+
+    def _cut(self, chunk: str, out: list[str]) -> None:
+        if chunk.strip():
+            for tok in self._jieba.cut_for_search(chunk, HMM=True):
+                self._emit(tok, out)
+
+    def _emit(self, tok: str, out: list[str]) -> None:
+        tok = tok.strip(" .-:/_")
+        if not tok or not _WORDLIKE.search(tok) or tok in self.stopwords or (len(tok) == 1 and tok.isascii()):
+            return
+        tok = _stem(tok)
+        out.append(tok)
+        concept = self._concept.get(tok)
+        if concept:
+            out.append(concept)
 
 
 def _stem(tok: str) -> str:

@@ -22,11 +22,11 @@ def main() -> None:
     vectors = engine.encoder.encode([x.q for x in examples], "query")
     scores, idx = engine.dense.search(vectors)
     for x, sc, ix in zip(examples, scores, idx):
-        ranked, oos = engine.signals(engine._clean(x.q), sc, ix)
+        ranked, oos, unknown = engine.signals(engine._clean(x.q), sc, ix)
         top, second = ranked[0], ranked[1]
         print(json.dumps({"q": x.q, "id": x.id, "kind": x.kind, "lang": x.lang, "pred": top.id,
                           "fused": top.fused, "second": second.fused, "qcos": top.question, "acos": top.answer,
-                          "lex": top.lexical, "oos": oos}, ensure_ascii=False))
+                          "lex": top.lexical, "oos": oos, "unknown": unknown}, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""Chooses the confidence curve (``level``, ``margin_gain``, ``gap_gain`` of qa.search.Weights).
+
+Computes each evaluation question's candidates once, then grid-searches the curve for the
+most right answers plus rejections, with in-domain false rejection held at or below
+``--max-false-reject``. Rejecting off-topic questions counts fully, rejecting OpenKruise
+topics the FAQ lacks counts ``--uncovered-weight`` (the bars are 95% and 60%).
+
+It also prints a k-fold cross-validated estimate (choose on k-1 folds, score the held-out
+fold), which is the honest figure for questions the choice has not seen.
+
+Usage: python scripts/tune.py [EVAL FILES…] [--folds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa.encoders import load_encoder  # noqa: E402
+from qa.evaluate import read_examples  # noqa: E402
+from qa.search import Engine, Weights, confidence  # noqa: E402
+from qa.settings import Settings  # noqa: E402
+
+GRID = list(itertools.product(np.round(np.arange(0.76, 0.92, 0.005), 3), (0, 10, 20, 30, 40, 60, 80),
+                              (0, 20, 40, 80, 120), (0.0, 1.0, 2.0, 4.0, 6.0, 8.0)))
+
+
+def evaluate(rows: list[tuple], w: Weights) -> dict[str, float]:
+    pos = [(r, o, e, u) for r, o, e, _, u in rows if e is not None]
+    answered = [confidence(r, o, w, u) >= 0.5 for r, o, _, u in pos]
+    out = {"top1": float(np.mean([a and r[0].id == e for a, (r, _, e, _) in zip(answered, pos)])),
+           "false_reject": 1 - float(np.mean(answered))}
+    for kind in ("offtopic", "uncovered"):
+        neg = [(r, o, u) for r, o, e, k, u in rows if e is None and k == kind]
+        out[kind] = float(np.mean([confidence(r, o, w, u) < 0.5 for r, o, u in neg])) if neg else 1.0
+    return out
+
+
+def choose(rows: list[tuple], base: Weights, max_fr: float, unc_w: float) -> Weights:
+    best, best_w = -1.0, base
+    for level, mg, gg, ug in GRID:
+        w = replace(base, level=float(level), margin_gain=float(mg), gap_gain=float(gg), unknown_gain=ug)
+        m = evaluate(rows, w)
+        if m["false_reject"] > max_fr:
+            continue
+        score = m["top1"] + m["offtopic"] + unc_w * m["uncovered"]
+        if score > best:
+            best, best_w = score, w
+    return best_w
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--max-false-reject", type=float, default=0.03)
+    ap.add_argument("--uncovered-weight", type=float, default=0.6)
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args()
+    s = Settings()
+    engine = Engine.open(s.data_dir, s.index_dir, load_encoder(s.model), faq_dir=s.faq_dir, cache_size=0)
+    examples = read_examples([Path(f) for f in args.files] or [s.data_dir / "eval"])
+    vectors = engine.encoder.encode([x.q for x in examples], "query")
+    scores, idx = engine.dense.search(vectors)
+    rows = []
+    for x, sc, ix in zip(examples, scores, idx):
+        ranked, oos, unknown = engine.signals(engine._clean(x.q), sc, ix)
+        rows.append((ranked, oos, x.id, x.kind, unknown))
+    print(f"current: {engine.weights}\n  {evaluate(rows, engine.weights)}")
+    w = choose(rows, engine.weights, args.max_false_reject, args.uncovered_weight)
+    print(f"chosen on all {len(rows)}: level={w.level} margin_gain={w.margin_gain} gap_gain={w.gap_gain} "
+          f"unknown_gain={w.unknown_gain}\n"
+          f"  {evaluate(rows, w)}")
+    order = list(range(len(rows)))
+    random.Random(0).shuffle(order)
+    folds = [order[i::args.folds] for i in range(args.folds)]
+    held: list[dict[str, float]] = []
+    for k, fold in enumerate(folds):
+        test = set(fold)
+        wk = choose([r for i, r in enumerate(rows) if i not in test], engine.weights, args.max_false_reject,
+                    args.uncovered_weight)
+        held.append({**evaluate([rows[i] for i in fold], wk), "n": len(fold)})
+    total = sum(h["n"] for h in held)
+    cv = {m: sum(h[m] * h["n"] for h in held) / total for m in ("top1", "false_reject", "offtopic", "uncovered")}
+    print(f"{args.folds}-fold cross-validated (chosen without the fold): "
+          + ", ".join(f"{k} {v:.1%}" for k, v in cv.items()))
+
+
+if __name__ == "__main__":
+    main()
