@@ -94,6 +94,20 @@ def in_process(questions: list[str], rounds: int) -> None:
         cached.ask(questions[0])
         hits.append((time.perf_counter() - t) * 1000)
     print(line("repeated question (cache hit)", hits))
+    try:
+        from qa.encoders import SentenceTransformerEncoder
+
+        st = SentenceTransformerEncoder("all-MiniLM-L6-v2")
+        for q in questions[:10]:
+            st.encode([q], "query")
+        ref = []
+        for q in questions:
+            t = time.perf_counter()
+            st.encode([q], "query")
+            ref.append((time.perf_counter() - t) * 1000)
+        print(line("reference: all-MiniLM-L6-v2 via sentence-transformers", ref))
+    except Exception as exc:  # the reference is optional
+        print(f"reference model unavailable: {exc}")
     print(f"resident memory: {proc.memory_info().rss / 2**20:.0f} MiB (+{(proc.memory_info().rss - rss0) / 2**20:.0f} MiB "
           f"for model, index and jieba)")
 
