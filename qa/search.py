@@ -36,12 +36,14 @@ class Weights:
     question: float = 0.55  # best cosine to the entry's question or an alternate (symmetric)
     answer: float = 0.25  # cosine to question+answer as a passage
     lexical: float = 0.20  # BM25, divided by the best BM25 score of the query
-    # confidence = sigmoid(slope * (fused - level) + margin_gain * margin - gap_gain * oos_excess)
+    # confidence = sigmoid(slope * (fused - level) + margin_gain * margin - gap_gain * oos_excess
+    #                      - unknown_gain * unknown_names); scripts/tune.py chose the boundary on
+    # data/eval, then divided the curve by a temperature (1.5) fitted so confidences are calibrated.
     level: float = 0.83
-    slope: float = 40.0
-    margin_gain: float = 40.0
-    gap_gain: float = 120.0
-    unknown_gain: float = 4.0  # per product-style name (CamelCase) that the FAQ never mentions
+    slope: float = 26.67
+    margin_gain: float = 26.67
+    gap_gain: float = 80.0
+    unknown_gain: float = 2.67  # per product-style name (CamelCase) that the FAQ never mentions
 
 
 DEFAULT_THRESHOLD = 0.5
@@ -86,11 +88,23 @@ def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str
     return out
 
 
+def confidence_logit(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(), unknown: int = 0) -> float:
+    """The log-odds behind :func:`confidence` (0 is the 0.5 boundary)."""
+    if not ranked:
+        return -50.0
+    top = ranked[0]
+    margin = top.fused - ranked[1].fused if len(ranked) > 1 else top.fused
+    excess = max(0.0, oos - top.question)
+    return (weights.slope * (top.fused - weights.level) + weights.margin_gain * margin
+            - weights.gap_gain * excess - weights.unknown_gain * unknown)
+
+
 def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(), unknown: int = 0) -> float:
     """How likely the first candidate is the right answer, in [0, 1].
 
     Both the absolute level of the best score and its margin over the runner-up count; a
-    known-gap example closer to the query than the best entry's own questions pulls it down.
+    known-gap example closer to the query than the best entry's own questions pulls it down,
+    and so does each product-style name the FAQ never mentions.
 
     Args:
         ranked: candidates, best first.
@@ -101,13 +115,7 @@ def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(
     Returns:
         The confidence.
     """
-    if not ranked:
-        return 0.0
-    top = ranked[0]
-    margin = top.fused - ranked[1].fused if len(ranked) > 1 else top.fused
-    excess = max(0.0, oos - top.question)
-    z = (weights.slope * (top.fused - weights.level) + weights.margin_gain * margin - weights.gap_gain * excess
-         - weights.unknown_gain * unknown)
+    z = confidence_logit(ranked, oos, weights, unknown)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.encoders import load_encoder  # noqa: E402
 from qa.evaluate import read_examples  # noqa: E402
-from qa.search import Engine, Weights, confidence  # noqa: E402
+from qa.search import Engine, Weights, confidence, confidence_logit  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 
 GRID = list(itertools.product(np.round(np.arange(0.76, 0.92, 0.005), 3), (0, 10, 20, 30, 40, 60, 80),
@@ -48,7 +48,7 @@ def evaluate(rows: list[tuple], w: Weights) -> dict[str, float]:
 def choose(rows: list[tuple], base: Weights, max_fr: float, unc_w: float) -> Weights:
     best, best_w = -1.0, base
     for level, mg, gg, ug in GRID:
-        w = replace(base, level=float(level), margin_gain=float(mg), gap_gain=float(gg), unknown_gain=ug)
+        w = replace(base, slope=40.0, level=float(level), margin_gain=float(mg), gap_gain=float(gg), unknown_gain=ug)
         m = evaluate(rows, w)
         if m["false_reject"] > max_fr:
             continue
@@ -79,6 +79,19 @@ def main() -> None:
     print(f"chosen on all {len(rows)}: level={w.level} margin_gain={w.margin_gain} gap_gain={w.gap_gain} "
           f"unknown_gain={w.unknown_gain}\n"
           f"  {evaluate(rows, w)}")
+    # Temperature: divide the whole curve by T (the 0.5 boundary stays put) so that a
+    # confidence of p is right about p of the time (least log-loss on "the match is right").
+    z = np.array([confidence_logit(r, o, w, u) for r, o, _, _, u in rows])
+    right = np.array([1.0 if e is not None and r[0].id == e else 0.0 for r, _, e, _, _ in rows])
+
+    def log_loss(t: float) -> float:
+        p = np.clip(1 / (1 + np.exp(-np.clip(z / t, -50, 50))), 1e-6, 1 - 1e-6)
+        return float(-np.mean(right * np.log(p) + (1 - right) * np.log(1 - p)))
+
+    t = min(np.arange(0.5, 20.01, 0.25), key=log_loss)
+    print(f"temperature {t:.2f} (log-loss {log_loss(1.0):.3f} → {log_loss(t):.3f}): slope={w.slope / t:.1f} "
+          f"margin_gain={w.margin_gain / t:.1f} gap_gain={w.gap_gain / t:.1f} unknown_gain={w.unknown_gain / t:.2f} "
+          f"(level stays {w.level})")
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)
     folds = [order[i::args.folds] for i in range(args.folds)]

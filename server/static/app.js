@@ -871,10 +871,15 @@
     return box;
   }
 
+  // The language of FAQ text is its own, not the question's: Chinese script → zh-CN.
+  function textLang(text) {
+    return /[\u3400-\u9fff]/.test(text || '') ? 'zh-CN' : 'en';
+  }
+
   function renderAnswer(msg, data) {
     var match = data.match;
     settle(msg, 'answer');
-    var cl = contentLang(data.language);
+    var cl = textLang(match.answer);
 
     var head = el('div', 'answer-head');
     if (match.section) {
@@ -882,6 +887,7 @@
       head.appendChild(sec);
     }
     var title = el('h2', 'match-question', match.question || '');
+    title.setAttribute('lang', textLang(match.question));
     head.appendChild(title);
     msg.appendChild(head);
 
