@@ -111,34 +111,53 @@ def _plain(inline: Token) -> str:
     return " ".join("".join(out).split())
 
 
-def _close_unclosed_fences(lines: list[str], source: str, warnings: list[ParseWarning]) -> list[str]:
-    """Closes a fence left open, just before the next ``##`` heading, so later entries survive."""
-    out: list[str] = []
+def _fence_scan(lines: list[str], start: int) -> tuple[str, int] | None:
+    """From line index ``start``, the first fence left open at the end: (marker, index) or None."""
     open_marker: str | None = None
-    open_line = 0
-    for number, line in enumerate(lines, start=1):
-        m = _FENCE.match(line)
+    open_at = 0
+    for i in range(start, len(lines)):
+        m = _FENCE.match(lines[i])
         if open_marker is None:
             if m:
-                open_marker, open_line = m.group(1), number
+                open_marker, open_at = m.group(1), i
         elif m and m.group(1)[0] == open_marker[0] and len(m.group(1)) >= len(open_marker) \
-                and not line.strip().strip(open_marker[0]):
+                and not lines[i].strip().strip(open_marker[0]):
             open_marker = None
-        elif _HEADING.match(line):
-            warnings.append(ParseWarning(source, open_line, "unclosed code fence; closed before line %d" % number))
-            out.append(open_marker)
-            open_marker = None
-        out.append(line)
-    if open_marker is not None:
-        warnings.append(ParseWarning(source, open_line, "unclosed code fence; closed at end of file"))
-        out.append(open_marker)
-    return out
+    return (open_marker, open_at) if open_marker is not None else None
+
+
+def _close_unclosed_fences(lines: list[str], source: str, warnings: list[ParseWarning]) -> list[str]:
+    """Closes a fence that is never closed, just before the next ``##`` heading after it.
+
+    Fences that close are left alone (a ``## comment`` inside one is code, not a heading); only
+    a fence still open at the end of the file gets this repair, so the entries after it survive.
+    """
+    lines = list(lines)
+    start = 0
+    while (found := _fence_scan(lines, start)) is not None:
+        marker, at = found
+        close = next((i for i in range(at + 1, len(lines)) if _HEADING.match(lines[i])), len(lines))
+        where = f"closed before line {close + 1}" if close < len(lines) else "closed at end of file"
+        warnings.append(ParseWarning(source, at + 1, f"unclosed code fence; {where}"))
+        lines.insert(close, marker)
+        start = close + 1
+    return lines
 
 
 def _clean_answer(md: str) -> str:
     md = _FILE_LINK.sub(lambda m: m.group(1), md)
     md = _FILE_AUTOLINK.sub(lambda m: m.group(0)[1:-1].removeprefix("file://"), md)
-    md = _A_PREFIX.sub(lambda m: m.group(1), md, count=1)
+    # The A marker is looked for outside code only: up to the first fence, then between fences.
+    parts = re.split(r"(^ {0,3}(?:`{3,}|~{3,}).*$)", md, flags=re.M)
+    inside = False
+    for i, part in enumerate(parts):
+        if i % 2 == 1:
+            inside = not inside
+            continue
+        if not inside and _A_PREFIX.search(part):
+            parts[i] = _A_PREFIX.sub(lambda m: m.group(1), part, count=1)
+            break
+    md = "".join(parts)
     return md.strip("\n").rstrip() + "\n" if md.strip() else ""
 
 

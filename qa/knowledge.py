@@ -79,8 +79,16 @@ class KnowledgeBase:
             if isinstance(item, dict) and item.get("topic") and isinstance(item.get("examples"), list):
                 oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
         files = sorted(p for p in faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, OUT_OF_SCOPE, GLOSSARY, TERMS)]
-        return cls(entries=parsed.entries, alternates=alternates, out_of_scope=oos,
-                   glossary=Glossary.load(data_dir / GLOSSARY), terms=read_terms(data_dir / TERMS),
+        glossary, terms = Glossary(), []
+        try:
+            glossary = Glossary.load(data_dir / GLOSSARY)
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.append(ParseWarning(GLOSSARY, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
+        try:
+            terms = read_terms(data_dir / TERMS)
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.append(ParseWarning(TERMS, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
+        return cls(entries=parsed.entries, alternates=alternates, out_of_scope=oos, glossary=glossary, terms=terms,
                    warnings=warnings, data_hash=hash_files(files))
 
     def segmenter(self) -> Segmenter:
@@ -121,7 +129,7 @@ def _read_yaml(path: Path, warnings: list[ParseWarning]) -> object:
         return None
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
         warnings.append(ParseWarning(path.name, line, f"cannot parse: {exc.__class__.__name__}"))
         log.warning("%s:%d: cannot parse, ignored", path.name, line)

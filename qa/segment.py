@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 Language = Literal["zh", "en", "mixed"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-\.]*")
 _WORDLIKE = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
@@ -41,7 +42,7 @@ and but not no any some there here please get got anyone somebody thanks thank h
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width → half-width), control and zero-width characters removed, spaces collapsed.
+    """NFKC (full-width → half-width), zero-width and direction marks removed, controls → spaces, spaces collapsed.
 
     Args:
         text: raw user or FAQ text.
@@ -50,6 +51,7 @@ def normalise(text: str) -> str:
         The cleaned text.
     """
     text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
     text = _CONTROL.sub(" ", text)
     return " ".join(text.split())
 

@@ -8,6 +8,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from server.models import ErrorModel
+
 router = APIRouter(tags=["admin"])
 
 
@@ -24,7 +26,10 @@ def require_admin(request: Request) -> None:
 
 @router.post("/admin/reload", summary="Rebuild the index from the data folder and swap it in",
              responses={202: {"description": "Reload started"}, 200: {"description": "Reload finished (wait=true)"},
-                        401: {"description": "Bad or missing token"}, 404: {"description": "No admin token set"}})
+                        401: {"model": ErrorModel, "description": "Bad or missing token"},
+                        404: {"model": ErrorModel, "description": "No admin token set"},
+                        409: {"description": "Reload failed (wait=true); the last good index keeps serving"},
+                        422: {"model": ErrorModel, "description": "Invalid query parameter"}})
 async def post_reload(request: Request, wait: bool = False) -> JSONResponse:
     """Starts a reload in the background (or waits for it with ``?wait=true``); answers keep flowing."""
     require_admin(request)

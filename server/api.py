@@ -62,9 +62,12 @@ async def parse_json_body(request: Request, model: type[BaseModel]) -> BaseModel
         raise HTTPException(400, "the body is not valid UTF-8") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise HTTPException(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
-            from None  # type: ignore[attr-defined]
+            from None
+    except (ValueError, RecursionError):  # e.g. a 5,000-digit number, or nesting thousands deep
+        raise HTTPException(400, "the body is not JSON this API accepts (too deeply nested or a number too long)") \
+            from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -112,6 +112,9 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
                 except QAError as exc:
                     holder.fail(f"cannot load the engine: {exc}")
                     log.error("cannot load the engine: %s", exc)
+                except Exception as exc:  # anything else must still reach /readyz, not hang "loading"
+                    holder.fail(f"cannot load the engine: {exc.__class__.__name__}: {exc}")
+                    log.exception("cannot load the engine")
             task = asyncio.create_task(background_load())
         yield
         for t in (task, watcher):
@@ -125,6 +128,8 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
                     "Every surface (this API, the chat page, the Slack command, the `qa` CLI) returns "
                     "the same answer.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: the default page loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -182,6 +187,8 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
             return error_response(503, "not_ready", holder.error or "not ready")
         body: dict[str, object] = {"status": "ready", "entries": len(e.kb.entries), "vectors": len(e.dense),
                                    "model": e.dense.model, "data_hash": e.dense.data_hash}
+        if e.kb.warnings:
+            body["warnings"] = [str(w) for w in e.kb.warnings]
         if holder.error:
             body["last_reload_error"] = holder.error
         return JSONResponse(body)
@@ -198,5 +205,16 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         """The chat page."""
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
+    @app.get("/docs", include_in_schema=False)
+    async def get_docs() -> FileResponse:
+        """Swagger UI for this API, from local assets."""
+        return FileResponse(STATIC / "docs.html", media_type="text/html; charset=utf-8")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    try:
+        import swagger_ui_bundle
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    except ImportError:  # pragma: no cover - the docs page then shows without styling
+        log.warning("swagger-ui-bundle is not installed; /docs will not render")
     return app

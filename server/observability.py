@@ -9,6 +9,7 @@ import uuid
 from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger("server.access")
@@ -97,7 +98,12 @@ def install_middleware(app: FastAPI, metrics: Metrics, frame_ancestors: str) -> 
         start = time.perf_counter()
         status = 500
         try:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:  # answered here, inside this middleware, so it gets the id and headers
+                log.exception("unexpected error (request %s)", rid)
+                response = JSONResponse({"error": {"code": "internal", "message": "internal error; the request "
+                                                   "id is in the X-Request-ID header"}}, status_code=500)
             status = response.status_code
         finally:
             elapsed = time.perf_counter() - start

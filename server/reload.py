@@ -75,7 +75,9 @@ class Reloader:
             old = self._current()
             try:
                 engine = rebuild_engine(self.settings, old.encoder if old else None)
-            except QAError as exc:
+            except Exception as exc:  # QAError, or anything unexpected: the old engine keeps serving
+                if not isinstance(exc, QAError):
+                    log.exception("unexpected error while reloading")
                 msg = f"reload failed, still serving the last good index: {exc}"
                 log.error("%s", msg)
                 self._fail(msg)

@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from qa.errors import InvalidQuestion
 from server.api import current_engine, read_body
+from server.models import ErrorModel
 from server.slack_render import render_answer, render_error, render_usage
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,23 @@ router = APIRouter(tags=["slack"])
 SLACK_FORM_LIMIT = 16 * 1024  # Slack's slash-command payloads are small; refuse anything bigger
 
 
+def _is_signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signature: str) -> bool:
+    """slack_sdk's check, with the inputs it would choke on (non-numeric timestamp, non-UTF-8 body) refused."""
+    if not timestamp.isdigit() or not signature.startswith("v0="):
+        return False
+    try:
+        return bool(verifier.is_valid(body, timestamp, signature))
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 @router.post("/slack/command", summary="Slack slash command", responses={
     200: {"description": "Block Kit message (ephemeral, or in_channel with `share`)"},
-    401: {"description": "Missing or invalid signature, or stale timestamp"},
-    503: {"description": "No signing secret configured"}})
+    400: {"model": ErrorModel, "description": "Signed body that is not a valid form"},
+    401: {"model": ErrorModel, "description": "Missing or invalid signature, or stale timestamp"},
+    413: {"model": ErrorModel, "description": "Body over 16 KB"},
+    429: {"description": "Too many questions from this Slack user (ephemeral message, Retry-After)"},
+    503: {"model": ErrorModel, "description": "No signing secret configured, or the index is not loaded yet"}})
 async def post_slack_command(request: Request) -> JSONResponse:
     """Verifies the request, then answers the command's text with Block Kit blocks."""
     settings = request.app.state.settings
@@ -40,7 +54,7 @@ async def post_slack_command(request: Request) -> JSONResponse:
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
     verifier = SignatureVerifier(secret.get_secret_value())
-    if not timestamp or not signature or not verifier.is_valid(body, timestamp, signature):
+    if not _is_signed(verifier, body, timestamp, signature):
         log.warning("slack: rejected a request with a missing or invalid signature or a stale timestamp")
         raise HTTPException(401, "invalid Slack signature")
     try:

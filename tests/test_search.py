@@ -1,0 +1,478 @@
+"""qa.search: fusion, confidence, and the Engine (HashEncoder; jieba, BM25 and FAISS for real)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_faq import (
+    ALT_SIDECAR,
+    ALT_UNINSTALL,
+    OOS_Q,
+    Q_CLONESET,
+    Q_CPU,
+    Q_SIDECAR,
+    Q_STUCK,
+    Q_UNINSTALL,
+    SECTION_STUCK,
+    STUCK_BASH,
+    TINY_IDS,
+    TINY_QUESTIONS,
+)
+
+from qa.encoders import HashEncoder, Kind
+from qa.errors import InvalidQuestion, UnknownEntry
+from qa.faq import entry_id
+from qa.index import Passage
+from qa.knowledge import KnowledgeBase
+from qa.search import DEFAULT_THRESHOLD, MAX_QUESTION_CHARS, Engine, Scored, Weights, confidence, fuse
+from qa.segment import normalise
+
+ANSWER_KEYS = {"question", "language", "match", "alternatives", "took_ms"}
+MATCH_KEYS = {"id", "section", "question", "answer", "commands", "score", "confidence"}
+ALTERNATIVE_KEYS = {"id", "question", "score"}
+NONSENSE = "zxqv wplk"
+
+
+def without_time(d: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in d.items() if k != "took_ms"}
+
+
+class CountingEncoder:
+    """A HashEncoder that counts its calls."""
+
+    def __init__(self) -> None:
+        self._inner = HashEncoder()
+        self.name, self.dim = self._inner.name, self._inner.dim
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: Sequence[str], kind: Kind = "passage") -> np.ndarray:
+        self.calls.append(list(texts))
+        return self._inner.encode(texts, kind)
+
+
+def like(engine: Engine, encoder: object | None = None, **kwargs: object) -> Engine:
+    """A fresh engine (own cache) over the same knowledge base and index."""
+    return Engine(engine.kb, encoder or engine.encoder, engine.dense, **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- fuse
+
+W = Weights(question=0.5, answer=0.3, lexical=0.2)
+DENSE_Q = {"a": 0.9, "b": 0.7}
+DENSE_A = {"a": 0.5, "b": 0.8, "c": 0.6}
+LEXICAL = {"a": 2.0, "b": 4.0, "c": 0.0}
+
+
+def test_fuse_exact_order_and_values() -> None:
+    ranked = fuse(DENSE_Q, DENSE_A, LEXICAL, W)
+    # b: .5*.7 + .3*.8 + .2*(4/4) = .35 + .24 + .2  = .79
+    # a: .5*.9 + .3*.5 + .2*(2/4) = .45 + .15 + .1  = .70
+    # c: .5*0  + .3*.6 + .2*(0/4) = 0   + .18 + 0   = .18
+    assert [s.id for s in ranked] == ["b", "a", "c"]
+    assert [s.fused for s in ranked] == pytest.approx([0.79, 0.70, 0.18])
+    assert [(s.question, s.answer, s.lexical) for s in ranked] == [(0.7, 0.8, 1.0), (0.9, 0.5, 0.5), (0.0, 0.6, 0.0)]
+
+
+def test_fuse_coverage_scales_the_lexical_signal() -> None:
+    half = fuse(DENSE_Q, DENSE_A, LEXICAL, W, coverage=0.5)
+    # b: .35 + .24 + .2*.5*1 = .69 ; a: .45 + .15 + .2*.5*.5 = .65 ; c: .18
+    assert [(s.id, s.lexical) for s in half] == [("b", 0.5), ("a", 0.25), ("c", 0.0)]
+    assert [s.fused for s in half] == pytest.approx([0.69, 0.65, 0.18])
+    # without known words the lexical signal is gone and the dense order wins: a .60 > b .59
+    none = fuse(DENSE_Q, DENSE_A, LEXICAL, W, coverage=0.0)
+    assert [s.id for s in none] == ["a", "b", "c"]
+    assert [s.fused for s in none] == pytest.approx([0.60, 0.59, 0.18])
+
+
+def test_fuse_with_the_default_weights() -> None:
+    w = Weights()
+    ranked = fuse(DENSE_Q, DENSE_A, LEXICAL)
+    expected = {
+        "a": w.question * 0.9 + w.answer * 0.5 + w.lexical * 0.5,
+        "b": w.question * 0.7 + w.answer * 0.8 + w.lexical * 1.0,
+        "c": w.answer * 0.6,
+    }
+    assert [s.id for s in ranked] == sorted(expected, key=lambda i: (-expected[i], i))
+    assert {s.id: s.fused for s in ranked} == pytest.approx(expected)
+
+
+def test_fuse_ties_broken_by_id_and_no_division_by_zero() -> None:
+    ranked = fuse({"z": 0.5, "y": 0.5, "x": 0.2}, {}, {"z": 0.0, "y": 0.0}, W)
+    assert [s.id for s in ranked] == ["y", "z", "x"]
+    assert [s.fused for s in ranked] == pytest.approx([0.25, 0.25, 0.1])
+    assert all(s.lexical == 0.0 for s in ranked)
+    assert fuse({}, {}, {}) == []
+
+
+def test_fuse_entry_only_in_the_lexical_search() -> None:
+    [only] = fuse({}, {}, {"only": 3.0}, W)
+    assert (only.id, only.fused, only.question, only.answer, only.lexical) == ("only", pytest.approx(0.2), 0.0, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- confidence
+
+CW = Weights(level=0.8, slope=40.0, margin_gain=25.0, gap_gain=40.0, unknown_gain=4.0)
+
+
+def ranked_of(top: float, second: float | None = None, top_question: float = 0.95) -> list[Scored]:
+    out = [Scored("x", top, top_question, 0.0, 0.0)]
+    if second is not None:
+        out.append(Scored("y", second, 0.5, 0.0, 0.0))
+    return out
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_confidence_exact_values() -> None:
+    # z = 40 * (0.9 - 0.8) + 25 * (0.9 - 0.7) = 4 + 5 = 9
+    assert confidence(ranked_of(0.9, 0.7), 0.0, CW) == pytest.approx(sigmoid(9.0))
+    # a known-gap example 0.05 closer than the entry's own question: z = 9 - 40 * 0.05 = 7
+    assert confidence(ranked_of(0.9, 0.7), 1.0, CW) == pytest.approx(sigmoid(7.0))
+    # one unknown product name: z = 9 - 4 = 5
+    assert confidence(ranked_of(0.9, 0.7), 0.0, CW, unknown=1) == pytest.approx(sigmoid(5.0))
+    # a single candidate: the margin is its own score, z = 4 + 25 * 0.9 = 26.5
+    assert confidence(ranked_of(0.9), 0.0, CW) == pytest.approx(sigmoid(26.5))
+    assert confidence([], 0.0, CW) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_confidence_with_the_default_weights() -> None:
+    w = Weights()
+    z = w.slope * (0.9 - w.level) + w.margin_gain * 0.2 - w.gap_gain * 0.05 - w.unknown_gain * 2
+    assert confidence(ranked_of(0.9, 0.7), 1.0, unknown=2) == pytest.approx(sigmoid(z))
+
+
+def test_confidence_rises_with_the_top_score() -> None:
+    values = [confidence(ranked_of(top, top - 0.1), 0.0, CW) for top in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9)]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert values[0] < 0.5 < values[-1]
+
+
+def test_confidence_rises_with_the_margin() -> None:
+    values = [confidence(ranked_of(0.8, second), 0.0, CW) for second in (0.8, 0.78, 0.75, 0.7, 0.6)]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert values[0] == pytest.approx(0.5)  # at the level with no margin: z = 0
+
+
+def test_confidence_falls_only_when_a_known_gap_beats_the_best_question() -> None:
+    base = confidence(ranked_of(0.85, 0.75, top_question=0.9), 0.0, CW)
+    assert confidence(ranked_of(0.85, 0.75, top_question=0.9), 0.9, CW) == base  # not closer: no effect
+    closer = [confidence(ranked_of(0.85, 0.75, top_question=0.9), oos, CW) for oos in (0.92, 0.95, 1.0)]
+    assert base > closer[0] > closer[1] > closer[2]
+
+
+@pytest.mark.parametrize("top, second, oos, unknown", [
+    (100.0, -100.0, 0.0, 0), (-100.0, -200.0, 0.0, 0), (0.9, 0.9, 50.0, 0), (1e9, 0.0, 0.0, 0),
+    (0.5, 0.4, 0.0, 1000), (0.0, 0.0, 0.0, 0),
+])
+def test_confidence_stays_within_0_and_1(top: float, second: float, oos: float, unknown: int) -> None:
+    for w in (CW, Weights()):
+        c = confidence(ranked_of(top, second), oos, w, unknown)
+        assert 0.0 <= c <= 1.0
+
+
+# --------------------------------------------------------------------------- the knowledge base
+
+
+def test_knowledge_base_loads_every_file(tiny_data: Path) -> None:
+    kb = KnowledgeBase.load(tiny_data)
+    assert [e.question for e in kb.entries] == TINY_QUESTIONS
+    assert kb.warnings == []
+    assert kb.alternates == {TINY_IDS[Q_SIDECAR]: [ALT_SIDECAR, "add a sidecar to running pods"],
+                             TINY_IDS[Q_UNINSTALL]: [ALT_UNINSTALL]}
+    assert kb.out_of_scope == {"baking": [OOS_Q, "best oven temperature for a baguette"]}
+    assert kb.glossary.groups[2] == ["uninstall", "卸载"]
+    assert "PreparingUpdate" in kb.terms
+    assert len(kb.data_hash) == 16
+    passages = kb.passages()
+    assert len(passages) == 5 + 5 + 3 + 2
+    sidecar = TINY_IDS[Q_SIDECAR]
+    assert [p for p in passages if p.owner == sidecar] == [
+        Passage(sidecar, "question", Q_SIDECAR), Passage(sidecar, "alternate", ALT_SIDECAR),
+        Passage(sidecar, "alternate", "add a sidecar to running pods"),
+        Passage(sidecar, "answer", f"{Q_SIDECAR}\n{kb.by_id[sidecar].answer}")]
+    assert passages[-2:] == [Passage("oos:baking", "oos", OOS_Q),
+                             Passage("oos:baking", "oos", "best oven temperature for a baguette")]
+
+
+def test_alternates_for_an_unknown_id_are_dropped_with_a_warning(tiny_data: Path) -> None:
+    (tiny_data / "alternates.yaml").write_text('"deadbeef":\n  - "orphan phrasing"\n', encoding="utf-8")
+    kb = KnowledgeBase.load(tiny_data)
+    assert kb.alternates == {}
+    assert [str(w) for w in kb.warnings] == ["alternates.yaml:0: alternates for unknown entry id 'deadbeef' ignored"]
+
+
+def test_unreadable_data_files_are_ignored_with_a_warning(tiny_data: Path) -> None:
+    for name in ("glossary.tsv", "alternates.yaml"):
+        (tiny_data / name).unlink()
+        (tiny_data / name).mkdir()  # reading it raises IsADirectoryError
+    (tiny_data / "terms.txt").write_bytes(b"\xff\xfe\x00broken")
+    kb = KnowledgeBase.load(tiny_data)
+    assert [e.question for e in kb.entries] == TINY_QUESTIONS
+    assert (kb.glossary.groups, kb.terms, kb.alternates) == ([], [], {})
+    assert sorted(w.source for w in kb.warnings) == ["alternates.yaml", "glossary.tsv", "terms.txt"]
+
+
+def test_only_the_faq_is_required(tmp_path: Path) -> None:
+    (tmp_path / "faq").mkdir()
+    (tmp_path / "faq" / "one.md").write_text("## S\n\n#### Q：Only one?\n\nA：Yes.\n", encoding="utf-8")
+    engine = Engine.open(tmp_path, tmp_path / "index", HashEncoder())
+    assert engine.ask("Only one?").match["id"] == entry_id("Only one?")  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- the engine: matches
+
+
+@pytest.mark.parametrize("question, language", [
+    (Q_CPU, "zh"), (Q_STUCK, "zh"), (Q_SIDECAR, "en"), (Q_UNINSTALL, "en"), (Q_CLONESET, "zh")])
+def test_exact_question_matches_its_entry_with_the_json_contract(hash_engine: Engine, question: str,
+                                                                 language: str) -> None:
+    answer = hash_engine.ask(question)
+    body = answer.to_dict()
+    assert set(body) == ANSWER_KEYS
+    assert json.loads(json.dumps(body, ensure_ascii=False)) == body
+    assert body["question"] == question
+    assert body["language"] == language
+    match = body["match"]
+    assert isinstance(match, dict) and set(match) == MATCH_KEYS
+    e = hash_engine.kb.by_id[entry_id(question)]
+    assert {k: match[k] for k in ("id", "section", "question", "answer")} == {
+        "id": entry_id(question), "section": e.section, "question": question, "answer": e.answer}
+    assert match["commands"] == [{"language": c.language, "code": c.code} for c in e.commands]
+    assert DEFAULT_THRESHOLD <= match["confidence"] <= 1.0
+    assert match["confidence"] == round(answer.debug["confidence"], 4)  # type: ignore[arg-type]
+    assert match["score"] == round(answer.debug["top"][0].fused, 4)  # type: ignore[index]
+    alts = body["alternatives"]
+    assert isinstance(alts, list) and len(alts) == 2
+    assert all(set(a) == ALTERNATIVE_KEYS for a in alts)
+    assert entry_id(question) not in {a["id"] for a in alts}
+    scores = [match["score"]] + [a["score"] for a in alts]
+    assert scores == sorted(scores, reverse=True)
+    for a in alts:
+        assert a["question"] == hash_engine.kb.by_id[a["id"]].question
+    assert isinstance(body["took_ms"], float) and body["took_ms"] >= 0
+
+
+def test_match_carries_the_commands(hash_engine: Engine) -> None:
+    match = hash_engine.ask(Q_STUCK).match
+    assert match is not None
+    assert (match["section"], match["commands"]) == (SECTION_STUCK, [{"language": "bash", "code": STUCK_BASH}])
+
+
+@pytest.mark.parametrize("phrasing, question", [
+    (ALT_SIDECAR, Q_SIDECAR), ("add a sidecar to running pods", Q_SIDECAR), (ALT_UNINSTALL, Q_UNINSTALL)])
+def test_alternate_phrasing_finds_its_entry(hash_engine: Engine, phrasing: str, question: str) -> None:
+    answer = hash_engine.ask(phrasing)
+    assert answer.match is not None and answer.match["id"] == TINY_IDS[question]
+    assert answer.question == phrasing
+
+
+def test_nonsense_with_a_high_threshold_has_no_match_but_alternatives(hash_engine: Engine) -> None:
+    strict = like(hash_engine, threshold=0.999)
+    body = strict.ask(NONSENSE).to_dict()
+    assert body["match"] is None
+    alts = body["alternatives"]
+    assert isinstance(alts, list) and len(alts) == 3
+    assert all(set(a) == ALTERNATIVE_KEYS for a in alts)
+    assert {a["id"] for a in alts} <= set(TINY_IDS.values())
+    # the exact question still clears it
+    assert strict.ask(Q_CPU).match is not None
+
+
+def test_known_gap_question_is_rejected(hash_engine: Engine) -> None:
+    answer = hash_engine.ask(OOS_Q)
+    assert answer.match is None
+    assert answer.debug["oos"] == pytest.approx(1.0)
+    assert len(answer.alternatives) == 3
+
+
+def test_unknown_product_name_lowers_the_confidence(hash_engine: Engine) -> None:
+    known = hash_engine.ask("CloneSet 和 Deployment 有什么区别？")
+    unknown = hash_engine.ask("BroadcastJob 和 Deployment 有什么区别？")
+    assert (known.debug["unknown_names"], unknown.debug["unknown_names"]) == (0, 1)
+    assert unknown.debug["confidence"] < known.debug["confidence"]  # type: ignore[operator]
+    assert hash_engine.lexical.unknown_names("BroadcastJob 和 CloneSets 的 PreparingUpdate") == ["broadcastjob"]
+
+
+def test_misspelt_english_words_are_corrected_on_the_lexical_side(hash_engine: Engine) -> None:
+    assert hash_engine.lexical.correct(["clonset", "sidcar", "bread"]) == ["cloneset", "sidecar", "§0", "bread"]
+    assert hash_engine.ask("Clonset 和 Deployment 有什么区别？").match["id"] == TINY_IDS[Q_CLONESET]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.0])
+def test_threshold_given_to_the_engine_is_respected(hash_engine: Engine, threshold: float) -> None:
+    engine = like(hash_engine, threshold=threshold)
+    assert engine.threshold == threshold
+    exact, nonsense = engine.ask(Q_CPU), engine.ask(NONSENSE)
+    if threshold == 1.0:  # nothing is certain: no match, the right entry first among the alternatives
+        assert exact.match is None and nonsense.match is None
+        assert exact.alternatives[0]["id"] == TINY_IDS[Q_CPU]
+        assert len(exact.alternatives) == 3
+    else:  # anything goes: even nonsense gets its best candidate as the match
+        assert exact.match is not None and exact.match["id"] == TINY_IDS[Q_CPU]
+        assert nonsense.match is not None
+        assert nonsense.match["id"] == hash_engine.ask(NONSENSE).alternatives[0]["id"]
+
+
+def test_default_threshold(hash_engine: Engine) -> None:
+    assert hash_engine.threshold == DEFAULT_THRESHOLD == 0.5
+
+
+@pytest.mark.parametrize("top_k, matched, expected", [(1, True, 0), (3, True, 2), (5, True, 4), (10, True, 4),
+                                                      (1, False, 1), (3, False, 3), (5, False, 5)])
+def test_top_k_counts_the_match_and_the_alternatives(hash_engine: Engine, top_k: int, matched: bool,
+                                                     expected: int) -> None:
+    answer = hash_engine.ask(Q_CPU if matched else NONSENSE, top_k=top_k)
+    assert (answer.match is not None) == matched
+    assert len(answer.alternatives) == expected
+
+
+# --------------------------------------------------------------------------- the engine: input
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\t\n  ", "\x00\u200b\x07", "\u3000"])
+def test_empty_or_blank_question_is_invalid(hash_engine: Engine, question: str) -> None:
+    with pytest.raises(InvalidQuestion):
+        hash_engine.ask(question)
+
+
+def test_non_text_question_is_invalid(hash_engine: Engine) -> None:
+    with pytest.raises(InvalidQuestion):
+        hash_engine.ask(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidQuestion):
+        hash_engine.ask_many([Q_CPU, " "])
+
+
+def test_100_kb_question_is_answered(hash_engine: Engine) -> None:
+    big = ((Q_SIDECAR + " ") * 2000)[:100_000]
+    assert len(big.encode("utf-8")) == 100_000
+    start = time.perf_counter()
+    answer = hash_engine.ask(big)
+    assert time.perf_counter() - start < 5.0
+    assert answer.question == big
+    assert answer.match is not None and answer.match["id"] == TINY_IDS[Q_SIDECAR]
+    json.dumps(answer.to_dict())
+
+
+def test_very_long_questions_are_cut_before_searching(hash_engine: Engine) -> None:
+    head = ("原地升级能修改容器的 CPU 和内存吗？" * 400)[:MAX_QUESTION_CHARS]
+    a, b = hash_engine.ask(head + " one tail" * 1000), hash_engine.ask(head + " another tail" * 1000)
+    assert without_time(a.to_dict()) | {"question": ""} == without_time(b.to_dict()) | {"question": ""}
+
+
+def test_full_width_question_is_normalised(hash_engine: Engine) -> None:
+    asked = "ＣｌｏｎｅＳｅｔ　和　Ｄｅｐｌｏｙｍｅｎｔ　有什么区别？"
+    answer = hash_engine.ask(asked)
+    assert answer.question == asked
+    assert answer.match is not None and answer.match["id"] == TINY_IDS[Q_CLONESET]
+
+
+# --------------------------------------------------------------------------- ask_many and the cache
+
+
+def test_ask_many_equals_ask_one_by_one(hash_engine: Engine) -> None:
+    questions = TINY_QUESTIONS + [ALT_SIDECAR, NONSENSE, OOS_Q, Q_CPU]
+    batch_engine, single_engine = like(hash_engine, cache_size=0), like(hash_engine, cache_size=0)
+    batch = batch_engine.ask_many(questions)
+    single = [single_engine.ask(q) for q in questions]
+    assert [without_time(a.to_dict()) for a in batch] == [without_time(a.to_dict()) for a in single]
+    assert [a.question for a in batch] == questions
+    assert hash_engine.ask_many([]) == []
+
+
+def test_ask_many_encodes_all_questions_in_one_call(hash_engine: Engine) -> None:
+    encoder = CountingEncoder()
+    engine = like(hash_engine, encoder)
+    engine.ask_many([Q_CPU, " " + Q_SIDECAR, Q_CLONESET])
+    # one call, with the normalised questions (NFKC turns the full-width question marks into "?")
+    assert encoder.calls == [[normalise(Q_CPU), Q_SIDECAR, normalise(Q_CLONESET)]]
+    assert normalise(Q_CPU).endswith("吗?")
+
+
+def test_cache_returns_the_same_answer_without_encoding_again(hash_engine: Engine) -> None:
+    encoder = CountingEncoder()
+    engine = like(hash_engine, encoder)
+    first = engine.ask(Q_STUCK)
+    second = engine.ask(Q_STUCK)
+    assert len(encoder.calls) == 1
+    assert without_time(second.to_dict()) == without_time(first.to_dict())
+    # the same question after normalisation is the same cache entry, answered as asked
+    spaced = engine.ask("  " + Q_STUCK.replace(" ", "   ") + "  ")
+    assert len(encoder.calls) == 1
+    assert spaced.question == "  " + Q_STUCK.replace(" ", "   ") + "  "
+    assert spaced.match == first.match
+    # another top_k is another entry
+    engine.ask(Q_STUCK, top_k=5)
+    assert len(encoder.calls) == 2
+
+
+def test_cached_answer_takes_under_a_millisecond(hash_engine: Engine) -> None:
+    hash_engine.ask(Q_CPU)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        hash_engine.ask(Q_CPU)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 0.001
+
+
+def test_cache_can_be_disabled(hash_engine: Engine) -> None:
+    encoder = CountingEncoder()
+    engine = like(hash_engine, encoder, cache_size=0)
+    engine.ask(Q_CPU)
+    engine.ask(Q_CPU)
+    assert len(encoder.calls) == 2
+
+
+def test_cache_evicts_the_least_recently_used(hash_engine: Engine) -> None:
+    encoder = CountingEncoder()
+    engine = like(hash_engine, encoder, cache_size=2)
+    for q in (Q_CPU, Q_STUCK, Q_CPU, Q_SIDECAR):  # Q_CPU is used again, so Q_STUCK is the one evicted
+        engine.ask(q)
+    assert len(encoder.calls) == 3
+    engine.ask(Q_CPU)
+    assert len(encoder.calls) == 3
+    engine.ask(Q_STUCK)
+    assert len(encoder.calls) == 4
+
+
+def test_changing_a_returned_answer_does_not_change_the_cache(hash_engine: Engine) -> None:
+    first = hash_engine.ask(Q_CPU)
+    expected = copy.deepcopy(without_time(first.to_dict()))
+    first.match["answer"] = "changed"  # type: ignore[index]
+    first.alternatives.clear()
+    assert without_time(hash_engine.ask(Q_CPU).to_dict()) == expected
+
+
+# --------------------------------------------------------------------------- browsing
+
+
+def test_entry_by_id(hash_engine: Engine) -> None:
+    e = hash_engine.entry(TINY_IDS[Q_STUCK])
+    assert e == {"id": TINY_IDS[Q_STUCK], "section": SECTION_STUCK, "question": Q_STUCK,
+                 "answer": hash_engine.kb.by_id[TINY_IDS[Q_STUCK]].answer,
+                 "commands": [{"language": "bash", "code": STUCK_BASH}]}
+
+
+@pytest.mark.parametrize("bad", ["deadbeef", "", TINY_IDS[Q_CPU].upper(), TINY_IDS[Q_CPU] + "-2"])
+def test_entry_with_an_unknown_id_raises(hash_engine: Engine, bad: str) -> None:
+    with pytest.raises(UnknownEntry):
+        hash_engine.entry(bad)
+    with pytest.raises(KeyError):  # UnknownEntry is a KeyError too
+        hash_engine.entry(bad)
+
+
+def test_entries_lists_every_entry(hash_engine: Engine) -> None:
+    assert hash_engine.entries() == [
+        {"id": TINY_IDS[q], "section": hash_engine.kb.by_id[TINY_IDS[q]].section, "question": q}
+        for q in TINY_QUESTIONS]
+    assert [e["section"] for e in hash_engine.entries()] == [
+        "原地升级 / 资源", "原地升级 / 状态", "Sidecar", "Uninstall / Helm", "工作负载"]
