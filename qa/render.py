@@ -58,9 +58,9 @@ def print_report(report: Mapping[str, Mapping[str, Mapping[str, float | int]]],
     for group in ("all", "lang", "kind"):
         t = Table(title=f"by {group}" if group != "all" else
                   f"overall (threshold {threshold})" if threshold is not None else "overall")
-        t.add_column(group)
+        t.add_column(group, overflow="fold")
         for c in cols:
-            t.add_column(c, justify="right")
+            t.add_column(c, justify="right", no_wrap=True)
         for name, m in report[group].items():
             t.add_row(name, *[("-" if c not in m else str(m[c]) if c == "n" else f"{m[c]:.1%}") for c in cols])
         con.print(t)

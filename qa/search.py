@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -115,6 +116,8 @@ def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(
     Returns:
         The confidence.
     """
+    if not ranked:
+        return 0.0
     z = confidence_logit(ranked, oos, weights, unknown)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
@@ -230,7 +233,9 @@ class Engine:
                 self._cache_put((clean[i], top_k), answer)
                 results[i] = answer
         took = (time.perf_counter() - start) * 1000
-        return [replace(r, question=q, took_ms=took) for q, r in zip(questions, results) if r is not None]
+        # Copies, so a caller that edits its answer cannot change what the cache hands out next.
+        return [replace(r, question=q, took_ms=took, match=copy.deepcopy(r.match),
+                        alternatives=copy.deepcopy(r.alternatives)) for q, r in zip(questions, results) if r is not None]
 
     @staticmethod
     def _clean(question: str) -> str:
