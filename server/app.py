@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qa.encoders import load_encoder
+from qa.encoders import BatchingEncoder, load_encoder
 from qa.errors import QAError
 from qa.search import Engine
 from server.observability import Metrics, install_middleware
@@ -51,7 +51,8 @@ def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
     Raises:
         QAError: model, FAQ or index problems.
     """
-    encoder = load_encoder(settings.model)
+    # One thread owns the encoder and merges concurrent questions into batches (see BatchingEncoder).
+    encoder = BatchingEncoder(load_encoder(settings.model))
     return Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
                        rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
 

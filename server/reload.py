@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from qa.encoders import Encoder, load_encoder
+from qa.encoders import BatchingEncoder, Encoder, load_encoder
 from qa.errors import QAError
 from qa.knowledge import KnowledgeBase
 from qa.search import Engine, load_or_build
@@ -45,7 +45,7 @@ def rebuild_engine(settings: ServerSettings, encoder: Encoder | None = None) -> 
     kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
     if kb.warnings:
         raise ReloadRejected("; ".join(str(w) for w in kb.warnings[:3]))
-    encoder = encoder or load_encoder(settings.model)
+    encoder = encoder or BatchingEncoder(load_encoder(settings.model))
     dense = load_or_build(kb, encoder, settings.index_dir)
     return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
 
