@@ -199,7 +199,7 @@ class BatchingEncoder:
     one call. A lone call pays only a queue hand-off.
     """
 
-    def __init__(self, inner: Encoder, max_batch: int = 16) -> None:
+    def __init__(self, inner: Encoder, max_batch: int = 8) -> None:
         """Args:
             inner: the encoder to serialise.
             max_batch: most texts merged into one call.

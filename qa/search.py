@@ -208,6 +208,22 @@ class Engine:
         """
         return self.ask_many([question], top_k)[0]
 
+    def cached(self, question: str, top_k: int = 3) -> Answer | None:
+        """The answer from the cache, without encoding anything; None when it is not there.
+
+        Servers call this on their event loop first, so repeated questions never wait for a
+        worker thread behind questions that need the model.
+
+        Raises:
+            InvalidQuestion: when the question is empty or blank.
+        """
+        start = time.perf_counter()
+        hit = self._cache_get((self._clean(question), top_k))
+        if hit is None:
+            return None
+        return replace(hit, question=question, took_ms=(time.perf_counter() - start) * 1000,
+                       match=copy.deepcopy(hit.match), alternatives=copy.deepcopy(hit.alternatives))
+
     def ask_many(self, questions: Sequence[str], top_k: int = 3) -> list[Answer]:
         """Answers several questions with one encoder call.
 

@@ -108,6 +108,25 @@ async def run(base: str, target: str, questions: list[str], clients: int, second
             "mem_growth": (late - early) / early}
 
 
+_seen: dict[str, tuple[float, float, float]] = {}
+
+
+def server_side(base: str, target: str) -> dict[str, float]:
+    """Latency as the server measured it (its Prometheus histogram), for this run only."""
+    route = "/api/ask" if target == "api" else "/slack/command"
+    text = httpx.get(base + "/metrics", timeout=10).text
+    buckets: dict[str, float] = {}
+    for row in text.splitlines():
+        if row.startswith("qa_http_request_duration_seconds_bucket") and f'route="{route}"' in row:
+            le = row.split('le="')[1].split('"')[0]
+            buckets[le] = float(row.rsplit(" ", 1)[1])
+    total, under_1, under_2_5 = buckets.get("+Inf", 0.0), buckets.get("1.0", 0.0), buckets.get("2.5", 0.0)
+    t0, u0, v0 = _seen.get(route, (0.0, 0.0, 0.0))
+    _seen[route] = (total, under_1, under_2_5)
+    n = max(1.0, total - t0)
+    return {"server_under_1s": (under_1 - u0) / n, "server_over_2_5s": int((total - t0) - (under_2_5 - v0))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=60)
@@ -122,10 +141,12 @@ def main() -> int:
         for target in (["api", "slack"] if args.target == "both" else [args.target]):
             r = asyncio.run(run(base, target, questions, args.clients, args.seconds, secret, proc.pid))
             failed |= bool(r["errors"])
+            r.update(server_side(base, target))
             print(f"{target}: {args.clients} clients × {args.seconds:.0f} s: {r['requests']} requests, "
                   f"errors {r['errors'] or 0}, {r['rps']:.1f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
                   f"max {r['max']:.1f} ms, over 2 s: {r['over_2s']}, server memory {r['mem_early']:.0f} → "
-                  f"{r['mem_late']:.0f} MiB ({r['mem_growth']:+.1%})")
+                  f"{r['mem_late']:.0f} MiB ({r['mem_growth']:+.1%}); inside the server: {r['server_under_1s']:.2%} "
+                  f"answered within 1 s, {r['server_over_2_5s']} over 2.5 s")
     finally:
         proc.terminate()
         proc.wait(15)

@@ -94,7 +94,8 @@ async def post_ask(request: Request) -> dict[str, object]:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
     try:
-        answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
+        answer = engine.cached(body.question, body.top_k) or \
+            await run_in_threadpool(engine.ask, body.question, body.top_k)
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
     out = answer.to_dict()

@@ -43,7 +43,7 @@ def serve(host: str | None = None, port: int | None = None) -> int:
              len(engine.kb.entries), engine.dense.model)
     app = create_app(settings, engine)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10, server_header=False)
+                timeout_graceful_shutdown=10, server_header=False, timeout_keep_alive=30)
     return 0
 
 

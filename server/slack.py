@@ -80,7 +80,7 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                          f"characters). / 问题太长。"))
     engine = current_engine(request)
     try:
-        answer = await run_in_threadpool(engine.ask, text, 3)
+        answer = engine.cached(text, 3) or await run_in_threadpool(engine.ask, text, 3)
     except InvalidQuestion as exc:
         return JSONResponse(render_error(str(exc)))
     out = answer.to_dict()
