@@ -94,6 +94,8 @@ def in_process(questions: list[str], rounds: int) -> None:
         cached.ask(questions[0])
         hits.append((time.perf_counter() - t) * 1000)
     print(line("repeated question (cache hit)", hits))
+    print(f"resident memory: {proc.memory_info().rss / 2**20:.0f} MiB (+{(proc.memory_info().rss - rss0) / 2**20:.0f} MiB "
+          f"for model, index and jieba)")
     try:
         from qa.encoders import SentenceTransformerEncoder
 
@@ -108,8 +110,6 @@ def in_process(questions: list[str], rounds: int) -> None:
         print(line("reference: all-MiniLM-L6-v2 via sentence-transformers", ref))
     except Exception as exc:  # the reference is optional
         print(f"reference model unavailable: {exc}")
-    print(f"resident memory: {proc.memory_info().rss / 2**20:.0f} MiB (+{(proc.memory_info().rss - rss0) / 2**20:.0f} MiB "
-          f"for model, index and jieba)")
 
 
 def free_port() -> int:
@@ -118,6 +118,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def batched(questions: list[str]) -> None:
+    """The server's path in-process: every encoding on one worker thread, concurrent ones batched.
+
+    Runs in a fresh process: an OpenMP engine that has been called from several threads keeps a
+    thread team per caller and slows down, which would spoil the other figures.
+    """
+    import concurrent.futures as futures
+
+    from qa.encoders import BatchingEncoder
+
+    s = Settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine.open(s.data_dir, s.index_dir, BatchingEncoder(load_encoder(s.model)), faq_dir=s.faq_dir,
+                             cache_size=0)
+    for q in questions[:10]:
+        engine.ask(q)
+    t = time.perf_counter()
+    for q in questions:
+        engine.ask(q)
+    seq_rate = len(questions) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    with futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(engine.ask, questions))
+    par_rate = len(questions) / (time.perf_counter() - t)
+    print(f"engine.ask via the batching encoder, distinct questions: 1 thread {seq_rate:.1f}/s, "
+          f"8 threads {par_rate:.1f}/s ({par_rate / seq_rate:.2f}x)")
 
 
 def http(questions: list[str]) -> None:
@@ -182,11 +210,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3, help="passes over the question set in-process")
     ap.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    ap.add_argument("--batched-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     questions = list(dict.fromkeys(x.q for x in read_examples([ROOT / "data" / "eval"])))
+    if args.batched_only:
+        batched(questions)
+        return
     print(f"machine: {machine()}")
     print(f"questions: {len(questions)} distinct, from data/eval\n")
     in_process(questions, args.rounds)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, __file__, "--batched-only"], check=False, stderr=subprocess.DEVNULL)
     if not args.skip_http:
         print()
         http(questions)
