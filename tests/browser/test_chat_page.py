@@ -289,3 +289,13 @@ def test_page_has_a_content_security_policy_without_inline_scripts(chat: Browser
     assert chat.page.evaluate(
         "Array.from(document.scripts).every(s => s.src && !s.textContent.trim())") is True
     assert chat.page.locator("[onclick],[onload],[onerror],[onsubmit]").count() == 0
+
+
+def test_api_docs_render_offline_under_the_csp(new_page: Callable[..., BrowserPage]) -> None:
+    """/docs draws Swagger UI from local assets (no CDN), with the examples, and no CSP violation."""
+    bp = new_page()
+    bp.open("/docs")
+    expect(bp.page.locator(".opblock").first).to_be_visible(timeout=ANSWER_TIMEOUT)
+    expect(bp.page.locator("#operations-api-post_ask_api_ask_post")).to_be_visible()
+    bp.page.click("#operations-api-post_ask_api_ask_post .opblock-summary-control")
+    expect(bp.page.locator("#operations-api-post_ask_api_ask_post")).to_contain_text("原地升级能改 CPU 和内存吗")
