@@ -47,7 +47,7 @@ lint: install
 	$(VENV)/bin/ruff check qa server tests scripts
 
 typecheck: install
-	$(VENV)/bin/mypy qa
+	$(VENV)/bin/mypy
 
 browser-deps:  ## Debian's Chromium for the browser tests (needs root)
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)

@@ -9,8 +9,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from qa.errors import InvalidQuestion, QAError
 from qa.settings import Settings
@@ -121,7 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    p = argparse.ArgumentParser(prog="qa", description="Answers questions from the OpenKruise FAQ (Chinese and English).")
+    p = argparse.ArgumentParser(prog="qa",
+                                description="Answers questions from the OpenKruise FAQ (Chinese and English).")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     p.add_argument("--model", help="encoder (env QA_MODEL)")
     p.add_argument("--data-dir", type=Path, help="data folder (env QA_DATA_DIR)")

@@ -13,9 +13,10 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -145,8 +146,9 @@ class SentenceTransformerEncoder:
                 f"{str(exc).splitlines()[0] if str(exc) else ''}. Give QA_MODEL a local model folder."
             ) from exc
         self.name = f"st:{Path(location).name if os.path.isdir(location) else location}"
-        self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
-                       else self._model.get_sentence_embedding_dimension())
+        dim = (self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
+               else self._model.get_sentence_embedding_dimension())
+        self.dim = int(dim or 0)
         is_e5 = "e5" in name_or_path.lower()
         self._prefix = {"query": "query: ", "passage": "passage: "} if is_e5 else {"query": "", "passage": ""}
         self._lock = threading.Lock()
@@ -210,7 +212,7 @@ class BatchingEncoder:
         self.name = inner.name
         self.dim = inner.dim
         self._max = max_batch
-        self._queue: "queue.Queue[tuple[list[str], Kind, Future[np.ndarray]]]" = queue.Queue()
+        self._queue: queue.Queue[tuple[list[str], Kind, Future[np.ndarray]]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="qa-encoder", daemon=True)
         self._thread.start()
 
@@ -267,7 +269,7 @@ def resolve_packaged_model(name_or_path: str) -> str:
             mod = __import__(module)
         except ImportError:
             return name_or_path
-        folder = Path(mod.__file__).parent / sub
+        folder = Path(str(mod.__file__)).parent / sub
         if folder.is_dir():
             return str(folder)
     return name_or_path

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from qa.search import Engine
 
@@ -105,11 +105,9 @@ def run(engine: Engine, examples: Sequence[Example], batch_size: int = 32) -> li
         batch = examples[i:i + batch_size]
         answers = engine.ask_many([x.q for x in batch], top_k=RANK_DEPTH)
         for x, a in zip(batch, answers):
-            ranking = tuple(([a.match["id"]] if a.match else []) + [str(c["id"]) for c in a.alternatives])
-            conf = float(a.debug.get("confidence", 0.0))  # type: ignore[arg-type]
-            top = a.debug.get("top") or []
+            ranking = tuple(([str(a.match["id"])] if a.match else []) + [str(c["id"]) for c in a.alternatives])
             outcomes.append(Outcome(x.q, x.id, x.lang, x.kind, str(a.match["id"]) if a.match else None,
-                                    ranking, conf, float(top[0].fused) if top else 0.0))  # type: ignore[index,union-attr]
+                                    ranking, a.confidence, a.score))
     return outcomes
 
 

@@ -13,9 +13,9 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token

@@ -17,9 +17,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import faiss
 import numpy as np
@@ -88,7 +88,7 @@ class DenseIndex:
 
     @classmethod
     def build(cls, passages: Sequence[Passage], encode: Callable[[list[str], str], np.ndarray], model: str,
-              data_hash: str, batch_size: int = 32, progress: Callable[[int], None] | None = None) -> "DenseIndex":
+              data_hash: str, batch_size: int = 32, progress: Callable[[int], None] | None = None) -> DenseIndex:
         """Encodes passages and builds a flat inner-product index.
 
         Args:
@@ -172,7 +172,7 @@ class DenseIndex:
         return data if isinstance(data, dict) else None
 
     @classmethod
-    def load(cls, folder: Path, model: str, data_hash: str) -> "DenseIndex":
+    def load(cls, folder: Path, model: str, data_hash: str) -> DenseIndex:
         """Loads an index, checking that it is complete, intact and current.
 
         Args:

@@ -49,7 +49,7 @@ class KnowledgeBase:
         self._segmenter: Segmenter | None = None
 
     @classmethod
-    def load(cls, data_dir: Path, faq_dir: Path | None = None) -> "KnowledgeBase":
+    def load(cls, data_dir: Path, faq_dir: Path | None = None) -> KnowledgeBase:
         """Loads the FAQ and the optional data files.
 
         Args:
@@ -78,7 +78,7 @@ class KnowledgeBase:
         for item in raw if isinstance(raw, list) else []:
             if isinstance(item, dict) and item.get("topic") and isinstance(item.get("examples"), list):
                 oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
-        files = sorted(p for p in faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, OUT_OF_SCOPE, GLOSSARY, TERMS)]
+        files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, OUT_OF_SCOPE, GLOSSARY, TERMS)]
         glossary, terms = Glossary(), []
         try:
             glossary = Glossary.load(data_dir / GLOSSARY)

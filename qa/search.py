@@ -8,9 +8,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -131,6 +131,8 @@ class Answer:
     match: dict[str, object] | None
     alternatives: list[dict[str, object]]
     took_ms: float
+    confidence: float = 0.0  # of the best candidate, also when it fell under the threshold
+    score: float = 0.0  # fused score of the best candidate
     debug: dict[str, object] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, object]:
@@ -172,7 +174,7 @@ class Engine:
     @classmethod
     def open(cls, data_dir: Path, index_dir: Path, encoder: Encoder, *, faq_dir: Path | None = None,
              rebuild: bool = False, progress: Callable[[int, int], None] | None = None,
-             **kwargs: object) -> "Engine":
+             **kwargs: object) -> Engine:
         """Loads the knowledge base and the index, building the index when it is missing or stale.
 
         Args:
@@ -251,7 +253,8 @@ class Engine:
         took = (time.perf_counter() - start) * 1000
         # Copies, so a caller that edits its answer cannot change what the cache hands out next.
         return [replace(r, question=q, took_ms=took, match=copy.deepcopy(r.match),
-                        alternatives=copy.deepcopy(r.alternatives)) for q, r in zip(questions, results) if r is not None]
+                        alternatives=copy.deepcopy(r.alternatives))
+                for q, r in zip(questions, results) if r is not None]
 
     @staticmethod
     def _clean(question: str) -> str:
@@ -298,7 +301,8 @@ class Engine:
         alternatives = [{"id": s.id, "question": self.kb.by_id[s.id].question, "score": round(s.fused, 4)}
                         for s in ranked[alts_from:alts_from + max(top_k, 0 if match else 1)]]
         debug = {"confidence": conf, "oos": oos, "unknown_names": unknown, "top": ranked[:3]}
-        return Answer(clean, detect_language(clean), match, alternatives, 0.0, debug)
+        return Answer(clean, detect_language(clean), match, alternatives, 0.0, conf,
+                      ranked[0].fused if ranked else 0.0, debug)
 
     # -- cache -----------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import jieba
 
@@ -83,7 +84,7 @@ class Glossary:
     groups: list[list[str]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path | None) -> "Glossary":
+    def load(cls, path: Path | None) -> Glossary:
         """Reads ``term | term | …`` lines (``#`` comments allowed).
 
         Args:

@@ -50,7 +50,8 @@ def machine() -> str:
     except OSError:
         pass
     mem = psutil.virtual_memory().total / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.machine()}, "
+            f"Python {platform.python_version()}")
 
 
 def in_process(questions: list[str], rounds: int) -> None:
@@ -94,7 +95,8 @@ def in_process(questions: list[str], rounds: int) -> None:
         cached.ask(questions[0])
         hits.append((time.perf_counter() - t) * 1000)
     print(line("repeated question (cache hit)", hits))
-    print(f"resident memory: {proc.memory_info().rss / 2**20:.0f} MiB (+{(proc.memory_info().rss - rss0) / 2**20:.0f} MiB "
+    rss = proc.memory_info().rss
+    print(f"resident memory: {rss / 2**20:.0f} MiB (+{(rss - rss0) / 2**20:.0f} MiB "
           f"for model, index and jieba)")
     try:
         from qa.encoders import SentenceTransformerEncoder
@@ -131,9 +133,8 @@ def batched(questions: list[str]) -> None:
     from qa.encoders import BatchingEncoder
 
     s = Settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine.open(s.data_dir, s.index_dir, BatchingEncoder(load_encoder(s.model)), faq_dir=s.faq_dir,
-                             cache_size=0)
+    engine = Engine.open(s.data_dir, s.index_dir, BatchingEncoder(load_encoder(s.model)), faq_dir=s.faq_dir,
+                         cache_size=0)
     for q in questions[:10]:
         engine.ask(q)
     t = time.perf_counter()
@@ -191,7 +192,7 @@ def http(questions: list[str]) -> None:
             n = len(questions) * (2 if cache == 0 else 1)
             qs = (questions * 3)[:n]
 
-            def worker(chunk: list[str]) -> int:
+            def worker(chunk: list[str], base: str = base) -> int:
                 with httpx.Client(base_url=base, timeout=10) as cl:
                     return sum(cl.post("/api/ask", json={"question": q}).status_code == 200 for q in chunk)
 

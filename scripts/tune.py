@@ -96,7 +96,7 @@ def main() -> None:
     random.Random(0).shuffle(order)
     folds = [order[i::args.folds] for i in range(args.folds)]
     held: list[dict[str, float]] = []
-    for k, fold in enumerate(folds):
+    for fold in folds:
         test = set(fold)
         wk = choose([r for i, r in enumerate(rows) if i not in test], engine.weights, args.max_false_reject,
                     args.uncovered_weight)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["api"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorModel, "description": "Body is not valid JSON or not UTF-8"},
     413: {"model": ErrorModel, "description": "Body too large"},
     415: {"model": ErrorModel, "description": "Content type is not application/json"},
@@ -94,12 +95,13 @@ async def post_ask(request: Request) -> dict[str, object]:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
     try:
-        answer = engine.cached(body.question, body.top_k) or \
-            await run_in_threadpool(engine.ask, body.question, body.top_k)
+        answer = engine.cached(body.question, body.top_k)
+        if answer is None:
+            answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
     out = answer.to_dict()
-    request.app.state.metrics.observe_answer(out, "api", float(answer.debug.get("confidence", 0.0)))
+    request.app.state.metrics.observe_answer(out, "api", answer.confidence)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 from qa.errors import QAError
 from server.observability import configure_logging
@@ -28,7 +29,8 @@ def serve(host: str | None = None, port: int | None = None) -> int:
     from server.app import create_app, load_engine
 
     try:
-        settings = ServerSettings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+        overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        settings = ServerSettings(**overrides)
     except ValueError as exc:
         print(f"qa serve: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from qa.encoders import BatchingEncoder, Encoder, load_encoder
 from qa.errors import QAError

@@ -64,8 +64,8 @@ async def post_slack_command(request: Request) -> JSONResponse:
         raise HTTPException(400, "the body is not a valid form") from None
     wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}")
     if wait is not None:
-        return JSONResponse(render_error(f"Too many questions; try again in {wait:.0f} s. / 提问太频繁，请 {wait:.0f} 秒后再试。"),
-                            status_code=429, headers={"Retry-After": f"{wait:.0f}"})
+        message = f"Too many questions; try again in {wait:.0f} s. / 提问太频繁，请 {wait:.0f} 秒后再试。"
+        return JSONResponse(render_error(message), status_code=429, headers={"Retry-After": f"{wait:.0f}"})
     text = " ".join(form.get("text", "").split())
     command = form.get("command") or settings.slack_command
     if not text or text.lower() in {"help", "帮助", "?", "？"}:
@@ -80,11 +80,13 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                          f"characters). / 问题太长。"))
     engine = current_engine(request)
     try:
-        answer = engine.cached(text, 3) or await run_in_threadpool(engine.ask, text, 3)
+        answer = engine.cached(text, 3)
+        if answer is None:
+            answer = await run_in_threadpool(engine.ask, text, 3)
     except InvalidQuestion as exc:
         return JSONResponse(render_error(str(exc)))
     out = answer.to_dict()
-    request.app.state.metrics.observe_answer(out, "slack", float(answer.debug.get("confidence", 0.0)))
+    request.app.state.metrics.observe_answer(out, "slack", answer.confidence)
     log.info("slack: team=%s user=%s channel=%s matched=%s", form.get("team_id", ""), form.get("user_id", ""),
-             form.get("channel_id", ""), (out.get("match") or {}).get("id"))  # type: ignore[union-attr]
+             form.get("channel_id", ""), answer.match["id"] if answer.match else None)
     return JSONResponse(render_answer(out, share=share))

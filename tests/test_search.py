@@ -248,8 +248,8 @@ def test_exact_question_matches_its_entry_with_the_json_contract(hash_engine: En
         "id": entry_id(question), "section": e.section, "question": question, "answer": e.answer}
     assert match["commands"] == [{"language": c.language, "code": c.code} for c in e.commands]
     assert DEFAULT_THRESHOLD <= match["confidence"] <= 1.0
-    assert match["confidence"] == round(answer.debug["confidence"], 4)  # type: ignore[arg-type]
-    assert match["score"] == round(answer.debug["top"][0].fused, 4)  # type: ignore[index]
+    assert match["confidence"] == round(answer.confidence, 4)
+    assert match["score"] == round(answer.score, 4)
     alts = body["alternatives"]
     assert isinstance(alts, list) and len(alts) == 2
     assert all(set(a) == ALTERNATIVE_KEYS for a in alts)
@@ -298,7 +298,7 @@ def test_unknown_product_name_lowers_the_confidence(hash_engine: Engine) -> None
     known = hash_engine.ask("CloneSet 和 Deployment 有什么区别？")
     unknown = hash_engine.ask("BroadcastJob 和 Deployment 有什么区别？")
     assert (known.debug["unknown_names"], unknown.debug["unknown_names"]) == (0, 1)
-    assert unknown.debug["confidence"] < known.debug["confidence"]  # type: ignore[operator]
+    assert unknown.confidence < known.confidence
     assert hash_engine.lexical.unknown_names("BroadcastJob 和 CloneSets 的 PreparingUpdate") == ["broadcastjob"]
 
 
