@@ -220,9 +220,17 @@ class BatchingEncoder:
         """See :class:`Encoder`; blocks until the worker has encoded these texts."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        return self.submit(texts, kind).result()
+
+    def submit(self, texts: Sequence[str], kind: Kind = "passage") -> Future[np.ndarray]:
+        """Queues texts for the worker without waiting (an event loop can await the future).
+
+        Returns:
+            A future of the (len(texts), dim) vectors.
+        """
         fut: Future[np.ndarray] = Future()
         self._queue.put((list(texts), kind, fut))
-        return fut.result()
+        return fut
 
     def _run(self) -> None:
         import queue

@@ -4,6 +4,7 @@ A data folder holds::
 
     faq/*.md              the FAQ itself
     alternates.yaml       id → extra phrasings of the question (any language)
+    translations.yaml     id → {question, answer}: the entry in another language (searched, not shown)
     out_of_scope.yaml     known gaps: topics with example questions the FAQ does not answer
     glossary.tsv          bilingual synonym groups for the lexical side
     terms.txt             domain terms jieba must keep whole
@@ -27,6 +28,7 @@ from qa.segment import Glossary, Segmenter, read_terms
 log = logging.getLogger(__name__)
 
 ALTERNATES = "alternates.yaml"
+TRANSLATIONS = "translations.yaml"
 OUT_OF_SCOPE = "out_of_scope.yaml"
 GLOSSARY = "glossary.tsv"
 TERMS = "terms.txt"
@@ -38,6 +40,7 @@ class KnowledgeBase:
 
     entries: list[Entry]
     alternates: dict[str, list[str]] = field(default_factory=dict)
+    translations: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     out_of_scope: dict[str, list[str]] = field(default_factory=dict)
     glossary: Glossary = field(default_factory=Glossary)
     terms: list[str] = field(default_factory=list)
@@ -73,12 +76,20 @@ class KnowledgeBase:
                 warnings.append(ParseWarning(ALTERNATES, 0, f"alternates for unknown entry id {key!r} ignored"))
                 log.warning("%s: alternates for unknown entry id %r ignored", ALTERNATES, key)
                 del alternates[key]
+        translations: dict[str, list[tuple[str, str]]] = {}
+        raw_tr = _read_yaml(data_dir / TRANSLATIONS, warnings)
+        for key, value in (raw_tr.items() if isinstance(raw_tr, dict) else []):
+            if str(key) not in ids:
+                warnings.append(ParseWarning(TRANSLATIONS, 0, f"translation of unknown entry id {key!r} ignored"))
+            elif isinstance(value, dict) and str(value.get("question", "")).strip():
+                translations.setdefault(str(key), []).append((str(value["question"]), str(value.get("answer", ""))))
         oos: dict[str, list[str]] = {}
         raw = _read_yaml(data_dir / OUT_OF_SCOPE, warnings) or []
         for item in raw if isinstance(raw, list) else []:
             if isinstance(item, dict) and item.get("topic") and isinstance(item.get("examples"), list):
                 oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
-        files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, OUT_OF_SCOPE, GLOSSARY, TERMS)]
+        files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, TRANSLATIONS, OUT_OF_SCOPE,
+                                                                        GLOSSARY, TERMS)]
         glossary, terms = Glossary(), []
         try:
             glossary = Glossary.load(data_dir / GLOSSARY)
@@ -88,7 +99,8 @@ class KnowledgeBase:
             terms = read_terms(data_dir / TERMS)
         except (OSError, UnicodeDecodeError) as exc:
             warnings.append(ParseWarning(TERMS, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
-        return cls(entries=parsed.entries, alternates=alternates, out_of_scope=oos, glossary=glossary, terms=terms,
+        return cls(entries=parsed.entries, alternates=alternates, translations=translations, out_of_scope=oos,
+                   glossary=glossary, terms=terms,
                    warnings=warnings, data_hash=hash_files(files))
 
     def segmenter(self) -> Segmenter:
@@ -104,13 +116,18 @@ class KnowledgeBase:
             out.append(Passage(e.id, "question", e.question))
             out.extend(Passage(e.id, "alternate", a) for a in self.alternates.get(e.id, []))
             out.append(Passage(e.id, "answer", f"{e.question}\n{e.answer}"))
+            for question, answer in self.translations.get(e.id, []):
+                out.append(Passage(e.id, "alternate", question))
+                out.append(Passage(e.id, "answer", f"{question}\n{answer}"))
         for topic, examples in self.out_of_scope.items():
             out.extend(Passage(f"oos:{topic}", "oos", x) for x in examples)
         return out
 
     def lexical_document(self, entry: Entry) -> str:
-        """The text BM25 sees for an entry: question (twice, it is the best field), alternates, answer."""
-        return "\n".join([entry.question, entry.question, *self.alternates.get(entry.id, []), entry.answer])
+        """The text BM25 sees: question (twice, it is the best field), alternates, answer, translations."""
+        translated = [f"{q}\n{a}" for q, a in self.translations.get(entry.id, [])]
+        return "\n".join([entry.question, entry.question, *self.alternates.get(entry.id, []), entry.answer,
+                          *translated])
 
 
 def hash_files(paths: list[Path]) -> str:

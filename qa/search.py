@@ -40,9 +40,9 @@ class Weights:
     # confidence = sigmoid(slope * (fused - level) + margin_gain * margin - gap_gain * oos_excess
     #                      - unknown_gain * unknown_names); scripts/tune.py chose the boundary on
     # data/eval, then divided the curve by a temperature (1.5) fitted so confidences are calibrated.
-    level: float = 0.83
+    level: float = 0.835
     slope: float = 26.67
-    margin_gain: float = 26.67
+    margin_gain: float = 13.33
     gap_gain: float = 80.0
     unknown_gain: float = 2.67  # per product-style name (CamelCase) that the FAQ never mentions
 
@@ -255,6 +255,34 @@ class Engine:
         return [replace(r, question=q, took_ms=took, match=copy.deepcopy(r.match),
                         alternatives=copy.deepcopy(r.alternatives))
                 for q, r in zip(questions, results) if r is not None]
+
+    def ask_encoded(self, question: str, vector: np.ndarray, top_k: int = 3, started: float | None = None) -> Answer:
+        """Answers a question whose query vector was computed elsewhere (e.g. off the event loop).
+
+        Args:
+            question: the question as asked.
+            vector: its query vector, from this engine's encoder.
+            top_k: candidates in all.
+            started: ``time.perf_counter()`` when answering began, for ``took_ms``.
+
+        Returns:
+            The answer (also cached).
+        """
+        start = started if started is not None else time.perf_counter()
+        clean = self._clean(question)
+        scores, idx = self.dense.search(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        answer = self._answer(clean, scores[0], idx[0], top_k)
+        self._cache_put((clean, top_k), answer)
+        return replace(answer, question=question, took_ms=(time.perf_counter() - start) * 1000,
+                       match=copy.deepcopy(answer.match), alternatives=copy.deepcopy(answer.alternatives))
+
+    def clean(self, question: str) -> str:
+        """The question as the engine sees it (normalised and cut).
+
+        Raises:
+            InvalidQuestion: when it is empty or blank.
+        """
+        return self._clean(question)
 
     @staticmethod
     def _clean(question: str) -> str:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
+from qa.encoders import BatchingEncoder
 from qa.errors import InvalidQuestion, UnknownEntry
-from qa.search import Engine
+from qa.search import Answer, Engine
 from server.models import AnswerModel, AskRequest, EntryModel, EntrySummary, ErrorModel
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorModel, "description": "Too many requests"},
     503: {"model": ErrorModel, "description": "The index is not loaded yet"},
 }
+
+
+async def answer_question(engine: Engine, question: str, top_k: int) -> Answer:
+    """The cache on the event loop; else the batching encoder's worker, awaited without a thread of ours.
+
+    Raises:
+        InvalidQuestion: when the question is empty or blank.
+    """
+    started = time.perf_counter()
+    answer = engine.cached(question, top_k)
+    if answer is not None:
+        return answer
+    encoder = engine.encoder
+    if isinstance(encoder, BatchingEncoder):
+        vectors = await asyncio.wrap_future(encoder.submit([engine.clean(question)], "query"))
+        return engine.ask_encoded(question, vectors[0], top_k, started)
+    return await run_in_threadpool(engine.ask, question, top_k)
 
 
 def current_engine(request: Request) -> Engine:
@@ -95,9 +115,7 @@ async def post_ask(request: Request) -> dict[str, object]:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
     try:
-        answer = engine.cached(body.question, body.top_k)
-        if answer is None:
-            answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
+        answer = await answer_question(engine, body.question, body.top_k)
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
     out = answer.to_dict()

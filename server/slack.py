@@ -10,12 +10,11 @@ import logging
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from slack_sdk.signature import SignatureVerifier
 
 from qa.errors import InvalidQuestion
-from server.api import current_engine, read_body
+from server.api import answer_question, current_engine, read_body
 from server.models import ErrorModel
 from server.slack_render import render_answer, render_error, render_usage
 
@@ -80,9 +79,7 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                          f"characters). / 问题太长。"))
     engine = current_engine(request)
     try:
-        answer = engine.cached(text, 3)
-        if answer is None:
-            answer = await run_in_threadpool(engine.ask, text, 3)
+        answer = await answer_question(engine, text, 3)
     except InvalidQuestion as exc:
         return JSONResponse(render_error(str(exc)))
     out = answer.to_dict()

@@ -27,7 +27,7 @@ def shared_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def shared_engine(shared_dirs: tuple[Path, Path]) -> Engine:
     """Built once: opening an engine costs about half a second (jieba's dictionary)."""
     data_dir, index_dir = shared_dirs
-    return Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.5)
+    return Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.3)
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def make_client(make_settings: Callable[..., ServerSettings], shared_engine: Eng
     ``threshold``). Pass ``raise_server_exceptions=False`` to see 500 responses as responses."""
     opened: list[TestClient] = []
 
-    def make(threshold: float = 0.5, engine: Engine | None = None, raise_server_exceptions: bool = True,
+    def make(threshold: float = 0.3, engine: Engine | None = None, raise_server_exceptions: bool = True,
              settings: ServerSettings | None = None, **overrides: Any) -> TestClient:
         s = settings or make_settings(threshold=threshold, **overrides)
         c = TestClient(create_app(s, engine or engine_like(shared_engine, threshold)),

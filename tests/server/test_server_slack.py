@@ -106,9 +106,15 @@ def test_answer_with_a_bash_block_keeps_the_commands(client: TestClient) -> None
 @pytest.mark.parametrize("question", QUESTIONS + ["sidecar inject", "原地升级 CPU", "webhook failed"])
 def test_slack_and_api_name_the_same_entry(client: TestClient, question: str) -> None:
     api = client.post("/api/ask", json={"question": question}).json()
-    assert api["match"] is not None
     blocks = assert_block_kit(post_slack(client, question).json())
-    assert header_text(blocks) == api["match"]["question"]
+    if question in QUESTIONS:  # the FAQ's own questions are always matched
+        assert api["match"] is not None
+    if api["match"] is not None:
+        assert header_text(blocks) == api["match"]["question"]
+    else:  # keyword queries may fall under the threshold with the fake encoder: then both say so
+        assert not any(b["type"] == "header" for b in blocks)
+        assert "No good answer" in blocks[0]["text"]["text"]
+        assert [a["question"] for a in api["alternatives"]][0] in json.dumps(blocks, ensure_ascii=False)
 
 
 @pytest.mark.parametrize("text", [f"share {Q_CLONESET}", f"SHARE {Q_CLONESET}", f"  share   {Q_CLONESET}  "])
