@@ -43,10 +43,10 @@ bench: install  ## latency, throughput, memory, build time
 load: install  ## 60 s load test on loopback (50 clients)
 	$(PY) scripts/load.py --seconds 60 --clients 50
 
-lint: install
+lint: install  ## ruff
 	$(VENV)/bin/ruff check qa server tests scripts
 
-typecheck: install
+typecheck: install  ## mypy on qa/ and server/
 	$(VENV)/bin/mypy
 
 browser-deps:  ## Debian's Chromium for the browser tests (needs root)

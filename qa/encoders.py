@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -133,6 +134,8 @@ class SentenceTransformerEncoder:
         Raises:
             ModelLoadError: when the model is not available locally.
         """
+        # Offline on purpose, for the whole process: besides local_files_only, some hub helpers only
+        # stay off the network with these set, and an air-gapped DNS lookup can hang for minutes.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         location = resolve_packaged_model(name_or_path)
@@ -149,7 +152,7 @@ class SentenceTransformerEncoder:
         dim = (self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
                else self._model.get_sentence_embedding_dimension())
         self.dim = int(dim or 0)
-        is_e5 = "e5" in name_or_path.lower()
+        is_e5 = bool(re.search(r"(^|[-_])e5([-_]|$)", Path(name_or_path.rstrip("/")).name.lower()))
         self._prefix = {"query": "query: ", "passage": "passage: "} if is_e5 else {"query": "", "passage": ""}
         self._lock = threading.Lock()
 
@@ -233,6 +236,13 @@ class BatchingEncoder:
         return fut
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._serve_once()
+            except BaseException:  # never let the worker die: every later question would hang
+                log.exception("encoder worker: unexpected error")
+
+    def _serve_once(self) -> None:
         import queue
 
         while True:
@@ -245,6 +255,8 @@ class BatchingEncoder:
                     break
                 jobs.append(job)
                 size += len(job[0])
+            # A caller that gave up (a cancelled future, e.g. a client that went away) is skipped.
+            jobs = [j for j in jobs if j[2].set_running_or_notify_cancel()]
             for kind in ("query", "passage"):
                 group = [j for j in jobs if j[1] == kind]
                 if not group:
@@ -299,6 +311,6 @@ def load_encoder(model: str = DEFAULT_MODEL) -> Encoder:
     key = model.strip().lower()
     if key in _E5_ALIASES:
         return E5Encoder()
-    if key == "hash" or key.startswith("hash-"):
+    if key == "hash" or re.fullmatch(r"hash-\d+", key):
         return HashEncoder(int(key.split("-")[1]) if "-" in key else 256)
     return SentenceTransformerEncoder(model)

@@ -77,7 +77,11 @@ def read_examples(paths: Iterable[Path]) -> list[Example]:
         files.extend(sorted(p.glob("*.jsonl")) if p.is_dir() else [p])
     out = []
     for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read evaluation file {f}: {exc}") from None
+        for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:

@@ -134,9 +134,13 @@ def hash_files(paths: list[Path]) -> str:
     """A hash over the names and contents of the files that exist among ``paths``."""
     h = hashlib.sha256()
     for p in paths:
-        if p.is_file():
+        try:
+            data = p.read_bytes() if p.is_file() else None
+        except OSError:  # unreadable: load_faq already warned about it; hash what can be read
+            data = None
+        if data is not None:
             h.update(p.name.encode("utf-8") + b"\0")
-            h.update(p.read_bytes())
+            h.update(data)
             h.update(b"\0")
     return h.hexdigest()[:16]
 

@@ -106,9 +106,13 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         if holder.engine is not None:
             publish(holder.engine)
         else:
+            def locked_load() -> None:
+                with reloader.lock:  # a reload asked for meanwhile waits, then reuses this encoder
+                    publish(load(settings))
+
             async def background_load() -> None:
                 try:
-                    publish(await asyncio.to_thread(load, settings))
+                    await asyncio.to_thread(locked_load)
                     log.info("ready: %d entries", len(holder.engine.kb.entries) if holder.engine else 0)
                 except QAError as exc:
                     holder.fail(f"cannot load the engine: {exc}")

@@ -38,7 +38,7 @@ def serve(host: str | None = None, port: int | None = None) -> int:
     start = time.perf_counter()
     try:
         engine = load_engine(settings)
-    except QAError as exc:
+    except (QAError, OSError, ValueError) as exc:
         print(f"qa serve: cannot start: {exc}", file=sys.stderr)
         return 1
     log.info("engine ready in %.2fs: %d entries, model %s", time.perf_counter() - start,

@@ -62,6 +62,9 @@ class Reloader:
         self._fail = fail
         self._on_result = on_result
         self._lock = threading.Lock()
+        self._state = threading.Lock()
+        self._pending = False
+        self._running = False
         self.last: dict[str, object] = {}
 
     def reload(self) -> dict[str, object]:
@@ -91,16 +94,34 @@ class Reloader:
             log.info("reloaded: %d entries in %.2fs", len(engine.kb.entries), time.perf_counter() - start)
             return self.last
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the engine is (re)built; the start-up load takes it too."""
+        return self._lock
+
     def start(self) -> bool:
-        """Starts a reload in a background thread.
+        """Starts a reload in a background thread; a request during a reload queues one more.
 
         Returns:
-            False when one is already running (it will pick up the latest files anyway).
+            False when a reload was already running (another one follows it, so edits made
+            meanwhile are picked up).
         """
-        if self._lock.locked():
-            return False
-        threading.Thread(target=self.reload, name="qa-reload", daemon=True).start()
+        with self._state:
+            self._pending = True
+            if self._running:
+                return False
+            self._running = True
+        threading.Thread(target=self._drain, name="qa-reload", daemon=True).start()
         return True
+
+    def _drain(self) -> None:
+        while True:
+            with self._state:
+                if not self._pending:
+                    self._running = False
+                    return
+                self._pending = False
+            self.reload()
 
     async def watch(self, paths: list[Path], debounce_ms: int = 500) -> None:
         """Reloads whenever FAQ or data files under ``paths`` change (runs until cancelled)."""

@@ -18,13 +18,18 @@ class ServerSettings(Settings):
                                                    "command answers 503 until it is set")
     slack_command: str = Field("/kruise-faq", description="the slash command's name, for help texts")
     log_format: Literal["text", "json"] = Field("text", description="'json' for one JSON object a log line")
-    log_level: str = Field("info", description="log level")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field("info", description="log level")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="request bodies larger than this get 413")
     max_question_chars: int = Field(2000, ge=10, description="longer questions get 422")
     rate_limit: str = Field("120/minute", description="per client (and per Slack team+user); 'off' disables")
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin/*; unset → 404")
     frame_ancestors: str = Field("'none'", description="CSP frame-ancestors, to allow embedding the page")
     watch: bool = Field(False, description="rebuild the index when files under the data folder change")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
 
     @field_validator("rate_limit")
     @classmethod

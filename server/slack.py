@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from slack_sdk.signature import SignatureVerifier
 
 from qa.errors import InvalidQuestion
-from server.api import answer_question, current_engine, read_body
+from server.api import answer_question, read_body
 from server.models import ErrorModel
 from server.slack_render import render_answer, render_error, render_usage
 
@@ -36,12 +36,12 @@ def _is_signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signatu
 
 
 @router.post("/slack/command", summary="Slack slash command", responses={
-    200: {"description": "Block Kit message (ephemeral, or in_channel with `share`)"},
+    200: {"description": "Block Kit message (ephemeral, or in_channel with `share`); also the ephemeral notice "
+                         "when the user is rate limited (with Retry-After) or the index is still loading"},
     400: {"model": ErrorModel, "description": "Signed body that is not a valid form"},
     401: {"model": ErrorModel, "description": "Missing or invalid signature, or stale timestamp"},
     413: {"model": ErrorModel, "description": "Body over 16 KB"},
-    429: {"description": "Too many questions from this Slack user (ephemeral message, Retry-After)"},
-    503: {"model": ErrorModel, "description": "No signing secret configured, or the index is not loaded yet"}})
+    503: {"model": ErrorModel, "description": "No signing secret configured"}})
 async def post_slack_command(request: Request) -> JSONResponse:
     """Verifies the request, then answers the command's text with Block Kit blocks."""
     settings = request.app.state.settings
@@ -63,8 +63,9 @@ async def post_slack_command(request: Request) -> JSONResponse:
         raise HTTPException(400, "the body is not a valid form") from None
     wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}")
     if wait is not None:
+        # Slack shows a slash-command reply only with status 200: the limit is said in the message.
         message = f"Too many questions; try again in {wait:.0f} s. / 提问太频繁，请 {wait:.0f} 秒后再试。"
-        return JSONResponse(render_error(message), status_code=429, headers={"Retry-After": f"{wait:.0f}"})
+        return JSONResponse(render_error(message), headers={"Retry-After": f"{wait:.0f}"})
     text = " ".join(form.get("text", "").split())
     command = form.get("command") or settings.slack_command
     if not text or text.lower() in {"help", "帮助", "?", "？"}:
@@ -77,7 +78,11 @@ async def post_slack_command(request: Request) -> JSONResponse:
     if len(text) > settings.max_question_chars:
         return JSONResponse(render_error(f"The question is too long (at most {settings.max_question_chars} "
                                          f"characters). / 问题太长。"))
-    engine = current_engine(request)
+    holder = request.app.state.holder
+    if holder.engine is None:
+        return JSONResponse(render_error("The bot is still loading its index; try again in a few seconds. / "
+                                         "机器人正在加载索引，请稍后再试。"))
+    engine = holder.engine
     try:
         answer = await answer_question(engine, text, 3)
     except InvalidQuestion as exc:

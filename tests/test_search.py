@@ -476,3 +476,26 @@ def test_entries_lists_every_entry(hash_engine: Engine) -> None:
         for q in TINY_QUESTIONS]
     assert [e["section"] for e in hash_engine.entries()] == [
         "原地升级 / 资源", "原地升级 / 状态", "Sidecar", "Uninstall / Helm", "工作负载"]
+
+
+def test_batching_encoder_survives_a_caller_that_gave_up() -> None:
+    """A cancelled request (a client that went away) must not stop the encoder's worker."""
+    import threading
+
+    from qa.encoders import BatchingEncoder, HashEncoder
+
+    gate = threading.Event()
+
+    class Slow(HashEncoder):
+        def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
+            gate.wait(5)
+            return super().encode(texts, kind)
+
+    enc = BatchingEncoder(Slow(dim=32))
+    first = enc.submit(["busy"], "query")  # occupies the worker
+    abandoned = enc.submit(["gone"], "query")
+    assert abandoned.cancel()
+    gate.set()
+    assert first.result(5).shape == (1, 32)
+    assert enc.submit(["still answering"], "query").result(5).shape == (1, 32)
+    assert enc._thread.is_alive()

@@ -99,7 +99,7 @@ def test_slack_rate_limit_is_per_team_and_user(make_client: Callable[..., TestCl
     for _ in range(2):
         assert post_slack(client, Q_CLONESET, user_id="U1").status_code == 200
     r = post_slack(client, Q_CLONESET, user_id="U1")
-    assert r.status_code == 429
+    assert r.status_code == 200  # Slack shows a slash-command reply only with 200
     retry_after = r.headers["retry-after"]
     assert retry_after.isdigit() and int(retry_after) >= 1
     payload = r.json()
