@@ -220,11 +220,8 @@ class Engine:
             InvalidQuestion: when the question is empty or blank.
         """
         start = time.perf_counter()
-        hit = self._cache_get((self._clean(question), top_k))
-        if hit is None:
-            return None
-        return replace(hit, question=question, took_ms=(time.perf_counter() - start) * 1000,
-                       match=copy.deepcopy(hit.match), alternatives=copy.deepcopy(hit.alternatives))
+        hit = self._cache_get((self.clean(question), top_k))
+        return None if hit is None else _handout(hit, question, start)
 
     def ask_many(self, questions: Sequence[str], top_k: int = 3) -> list[Answer]:
         """Answers several questions with one encoder call.
@@ -240,21 +237,15 @@ class Engine:
             InvalidQuestion: when any question is empty or blank.
         """
         start = time.perf_counter()
-        clean = [self._clean(q) for q in questions]
+        clean = [self.clean(q) for q in questions]
         results: list[Answer | None] = [self._cache_get((c, top_k)) for c in clean]
         fresh = [i for i, r in enumerate(results) if r is None]
         if fresh:
             vectors = self.encoder.encode([clean[i] for i in fresh], "query")
             scores, idx = self.dense.search(vectors)
             for row, i in enumerate(fresh):
-                answer = self._answer(clean[i], scores[row], idx[row], top_k)
-                self._cache_put((clean[i], top_k), answer)
-                results[i] = answer
-        took = (time.perf_counter() - start) * 1000
-        # Copies, so a caller that edits its answer cannot change what the cache hands out next.
-        return [replace(r, question=q, took_ms=took, match=copy.deepcopy(r.match),
-                        alternatives=copy.deepcopy(r.alternatives))
-                for q, r in zip(questions, results) if r is not None]
+                results[i] = self._answer_and_cache(clean[i], scores[row], idx[row], top_k)
+        return [_handout(r, q, start) for q, r in zip(questions, results) if r is not None]
 
     def ask_encoded(self, question: str, vector: np.ndarray, top_k: int = 3, started: float | None = None) -> Answer:
         """Answers a question whose query vector was computed elsewhere (e.g. off the event loop).
@@ -269,23 +260,21 @@ class Engine:
             The answer (also cached).
         """
         start = started if started is not None else time.perf_counter()
-        clean = self._clean(question)
         scores, idx = self.dense.search(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        answer = self._answer(clean, scores[0], idx[0], top_k)
-        self._cache_put((clean, top_k), answer)
-        return replace(answer, question=question, took_ms=(time.perf_counter() - start) * 1000,
-                       match=copy.deepcopy(answer.match), alternatives=copy.deepcopy(answer.alternatives))
+        return _handout(self._answer_and_cache(self.clean(question), scores[0], idx[0], top_k), question, start)
 
-    def clean(self, question: str) -> str:
+    def _answer_and_cache(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
+        answer = self._answer(clean, scores, idx, top_k)
+        self._cache_put((clean, top_k), answer)
+        return answer
+
+    @staticmethod
+    def clean(question: str) -> str:
         """The question as the engine sees it (normalised and cut).
 
         Raises:
             InvalidQuestion: when it is empty or blank.
         """
-        return self._clean(question)
-
-    @staticmethod
-    def _clean(question: str) -> str:
         if not isinstance(question, str):
             raise InvalidQuestion("the question must be text")
         clean = normalise(question)[:MAX_QUESTION_CHARS]
@@ -328,7 +317,7 @@ class Engine:
             top_k -= 1
         alternatives = [{"id": s.id, "question": self.kb.by_id[s.id].question, "score": round(s.fused, 4)}
                         for s in ranked[alts_from:alts_from + max(top_k, 0 if match else 1)]]
-        debug = {"confidence": conf, "oos": oos, "unknown_names": unknown, "top": ranked[:3]}
+        debug = {"oos": oos, "unknown_names": unknown, "top": ranked[:3]}
         return Answer(clean, detect_language(clean), match, alternatives, 0.0, conf,
                       ranked[0].fused if ranked else 0.0, debug)
 
@@ -367,6 +356,13 @@ class Engine:
     def entries(self) -> list[dict[str, str]]:
         """Every entry's id, section and question."""
         return [{"id": e.id, "section": e.section, "question": e.question} for e in self.kb.entries]
+
+
+def _handout(answer: Answer, question: str, start: float) -> Answer:
+    """A copy for the caller, with the question as asked and the time taken; editing it cannot
+    change what the cache hands out next."""
+    return replace(answer, question=question, took_ms=(time.perf_counter() - start) * 1000,
+                   match=copy.deepcopy(answer.match), alternatives=copy.deepcopy(answer.alternatives))
 
 
 def _entry_json(e: Entry) -> dict[str, object]:

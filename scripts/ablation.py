@@ -36,7 +36,7 @@ def main() -> None:
         engine.weights = replace(w)
         ranks = []
         for x, sc, ix in zip(examples, scores, idx):
-            ranked, _, _ = engine.signals(engine._clean(x.q), sc, ix)
+            ranked, _, _ = engine.signals(engine.clean(x.q), sc, ix)
             ids = [c.id for c in ranked]
             ranks.append(ids.index(x.id) + 1 if x.id in ids else 99)
         r1 = sum(r == 1 for r in ranks) / len(ranks)

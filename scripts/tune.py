@@ -72,7 +72,7 @@ def main() -> None:
     scores, idx = engine.dense.search(vectors)
     rows = []
     for x, sc, ix in zip(examples, scores, idx):
-        ranked, oos, unknown = engine.signals(engine._clean(x.q), sc, ix)
+        ranked, oos, unknown = engine.signals(engine.clean(x.q), sc, ix)
         rows.append((ranked, oos, x.id, x.kind, unknown))
     print(f"current: {engine.weights}\n  {evaluate(rows, engine.weights)}")
     w = choose(rows, engine.weights, args.max_false_reject, args.uncovered_weight)

@@ -168,11 +168,6 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}".strip(": "))
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error (request %s)", getattr(request.state, "request_id", "?"))
-        return error_response(500, "internal", "internal error; the request id is in the X-Request-ID header")
-
     from server import admin, api, slack
 
     app.include_router(api.router)
