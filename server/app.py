@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa.encoders import BatchingEncoder, load_encoder
 from qa.errors import QAError
 from qa.search import Engine
-from server.observability import Metrics, install_middleware
-from server.ratelimit import RateLimiter
+from server.observability import Metrics, ObserveMiddleware
+from server.ratelimit import RateLimiter, RateLimitMiddleware
 from server.reload import Reloader
 from server.settings import ServerSettings
 
@@ -144,17 +144,8 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     limiter = RateLimiter(settings.rate_limit)
     app.state.limiter = limiter
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if path == "/" or path.startswith("/api/"):
-            wait = limiter.hit(f"ip:{request.client.host if request.client else '?'}")
-            if wait is not None:
-                return error_response(429, "rate_limited", f"too many requests; retry in {wait:.0f} s",
-                                      {"Retry-After": f"{wait:.0f}"})
-        return await call_next(request)
-
-    install_middleware(app, metrics, settings.frame_ancestors)  # outermost: sees every response
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    app.add_middleware(ObserveMiddleware, metrics=metrics, frame_ancestors=settings.frame_ancestors)  # outermost
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

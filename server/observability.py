@@ -6,11 +6,11 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("server.access")
 
@@ -87,34 +87,57 @@ def security_headers(frame_ancestors: str) -> dict[str, str]:
     }
 
 
-def install_middleware(app: FastAPI, metrics: Metrics, frame_ancestors: str) -> None:
-    """Request id, one access-log line per request, metrics, security headers."""
-    headers = {k: v for k, v in security_headers(frame_ancestors).items() if v}
+class ObserveMiddleware:
+    """Request id, one access-log line per request, metrics, security headers (plain ASGI).
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
-        request.state.request_id = rid
+    It is the outermost layer of the app, so every response passes through it, errors included;
+    an exception no handler took is answered here with a JSON 500 that carries the request id.
+    Plain ASGI rather than ``BaseHTTPMiddleware``: no extra task and stream per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, frame_ancestors: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in security_headers(frame_ancestors).items() if v]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = Headers(scope=scope).get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
         start = time.perf_counter()
         status = 500
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                headers = MutableHeaders(scope=message)
+                for key, value in self.headers:
+                    headers[key.decode("latin-1")] = value.decode("latin-1")
+                headers["X-Request-ID"] = rid
+            await send(message)
+
         try:
-            try:
-                response = await call_next(request)
-            except Exception:  # answered here, inside this middleware, so it gets the id and headers
-                log.exception("unexpected error (request %s)", rid)
-                response = JSONResponse({"error": {"code": "internal", "message": "internal error; the request "
-                                                   "id is in the X-Request-ID header"}}, status_code=500)
-            status = response.status_code
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unexpected error (request %s)", rid)
+            if started:  # the response is under way: nothing more can be said to this client
+                raise
+            await JSONResponse({"error": {"code": "internal", "message": "internal error; the request id is in "
+                                          "the X-Request-ID header"}}, status_code=500)(scope, receive,
+                                                                                       send_with_headers)
         finally:
             elapsed = time.perf_counter() - start
-            route = request.scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            metrics.requests.labels(name, request.method, str(status)).inc()
-            metrics.latency.labels(name).observe(elapsed)
-            log.info("%s %s %s %d %.1fms", rid, request.method, request.url.path, status, elapsed * 1000,
-                     extra={"request_id": rid, "method": request.method, "path": request.url.path,
-                            "status": status, "duration_ms": round(elapsed * 1000, 2),
-                            "client": request.client.host if request.client else ""})
-        response.headers.update(headers)
-        response.headers["X-Request-ID"] = rid
-        return response
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method, path = scope["method"], scope["path"]
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                log.info("%s %s %s %d %.1fms", rid, method, path, status, elapsed * 1000,
+                         extra={"request_id": rid, "method": method, "path": path, "status": status,
+                                "duration_ms": round(elapsed * 1000, 2), "client": client[0] if client else ""})

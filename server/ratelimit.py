@@ -12,6 +12,8 @@ import time
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class RateLimiter:
@@ -43,3 +45,27 @@ class RateLimiter:
             return None
         reset = self._limiter.get_window_stats(self.rate, key).reset_time
         return float(max(1, math.ceil(reset - time.time())))
+
+
+class RateLimitMiddleware:
+    """Limits the API and the page per client address (plain ASGI); 429 with ``Retry-After``.
+
+    The Slack command is limited in its route instead, per team and user, after its signature.
+    """
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if self.limiter.enabled and scope["type"] == "http" and (path == "/" or path.startswith("/api/")):
+            client = scope.get("client")
+            wait = self.limiter.hit(f"ip:{client[0] if client else '?'}")
+            if wait is not None:
+                response = JSONResponse({"error": {"code": "rate_limited",
+                                                   "message": f"too many requests; retry in {wait:.0f} s"}},
+                                        status_code=429, headers={"Retry-After": f"{wait:.0f}"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

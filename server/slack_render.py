@@ -26,6 +26,7 @@ Slack rules this module enforces
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -515,8 +516,9 @@ def _blocks(node: SyntaxTreeNode, depth: int) -> list[_Seg]:
     return _merge([_blocks(child, depth) for child in node.children], "\n\n")
 
 
-def _segments(md: str) -> list[_Seg]:
-    """Parses markdown into text and code segments.
+@functools.lru_cache(maxsize=256)
+def _segments(md: str) -> tuple[_Seg, ...]:
+    """Parses markdown into text and code segments (memoised: the same answers come back often).
 
     Args:
         md: Markdown text.
@@ -533,7 +535,7 @@ def _segments(md: str) -> list[_Seg]:
                 out.append(_Seg("text", body))
         else:
             out.append(seg)
-    return out
+    return tuple(out)
 
 
 def markdown_to_mrkdwn(md: str) -> str:
@@ -560,8 +562,9 @@ def markdown_to_mrkdwn(md: str) -> str:
     return "\n\n".join(parts)
 
 
-def _plain_lines(md: str) -> list[str]:
-    """Extracts the non-empty prose lines of markdown as plain text (code blocks skipped).
+@functools.lru_cache(maxsize=256)
+def _plain_lines(md: str) -> tuple[str, ...]:
+    """Extracts the non-empty prose lines of markdown as plain text (code blocks skipped; memoised).
 
     Args:
         md: Markdown text.
@@ -584,7 +587,7 @@ def _plain_lines(md: str) -> list[str]:
             walk(child)
 
     walk(SyntaxTreeNode(_MD.parse(md)))
-    return lines
+    return tuple(lines)
 
 
 # --------------------------------------------------------------------------- block builders
@@ -665,7 +668,7 @@ def _answer_segments(match: Mapping[str, Any]) -> list[_Seg]:
     Returns:
         Text and code segments in document order.
     """
-    segs = _segments(str(match.get("answer") or ""))
+    segs = list(_segments(str(match.get("answer") or "")))
     if not any(seg.kind == "code" for seg in segs):
         for cmd in match.get("commands") or []:
             code = str(cmd.get("code") or "") if isinstance(cmd, Mapping) else ""
