@@ -110,6 +110,10 @@ class E5Encoder:
         """Cuts text to what fits in the model's window (prefix and special tokens included)."""
         text = text[: self.max_tokens * 8]
         limit = self.max_tokens - 4
+        # A token covers at least one UTF-8 byte, so a short text fits without asking the
+        # tokenizer: most questions skip a call that would take the GIL again on a busy server.
+        if len(text.encode("utf-8")) + 16 <= limit:
+            return text
         for _ in range(8):
             n = self._model.token_count(text, True)
             if n <= limit:

@@ -263,6 +263,18 @@ class Engine:
         scores, idx = self.dense.search(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         return _handout(self._answer_and_cache(self.clean(question), scores[0], idx[0], top_k), question, start)
 
+    def warm_up(self) -> None:
+        """Runs the answering path once in each language, uncached.
+
+        The first question otherwise pays for what loads lazily: the model's weights paged in,
+        the encoder's thread team, the segmenter's tables. Servers call this before they report
+        ready.
+        """
+        for question in ("如何升级 OpenKruise？", "How do I upgrade OpenKruise?"):
+            clean = self.clean(question)
+            scores, idx = self.dense.search(self.encoder.encode([clean], "query"))
+            self._answer(clean, scores[0], idx[0], 3)
+
     def _answer_and_cache(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
         answer = self._answer(clean, scores, idx, top_k)
         self._cache_put((clean, top_k), answer)

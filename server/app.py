@@ -53,8 +53,10 @@ def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
     """
     # One thread owns the encoder and merges concurrent questions into batches (see BatchingEncoder).
     encoder = BatchingEncoder(load_encoder(settings.model))
-    return Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
-                       rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
+    engine = Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
+                         rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
+    engine.warm_up()
+    return engine
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
