@@ -23,6 +23,8 @@ def serve(host: str | None = None, port: int | None = None) -> int:
 
     Returns:
         The exit status: 0 after a clean shutdown, 1 when the model or the FAQ cannot be loaded.
+        On SIGTERM or SIGINT, uvicorn stops accepting connections, lets requests in flight finish
+        (10 s at most), then re-raises the signal, so the process ends with that signal's status.
     """
     import uvicorn
 
