@@ -227,7 +227,8 @@ class BatchingEncoder:
         self.name = inner.name
         self.dim = inner.dim
         self._max = max_batch
-        self._queue: queue.Queue[tuple[list[str], Kind, Future[np.ndarray]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[list[str], Kind, Future[np.ndarray]] | None] = queue.Queue()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="qa-encoder", daemon=True)
         self._thread.start()
 
@@ -242,47 +243,65 @@ class BatchingEncoder:
 
         Returns:
             A future of the (len(texts), dim) vectors.
+
+        Raises:
+            RuntimeError: after :meth:`close`.
         """
+        if self._closed:
+            raise RuntimeError("the encoder is closed")
         fut: Future[np.ndarray] = Future()
         self._queue.put((list(texts), kind, fut))
         return fut
 
+    def close(self) -> None:
+        """Stops the worker thread once the texts already queued are encoded."""
+        self._closed = True
+        self._queue.put(None)
+
     def _run(self) -> None:
         while True:
             try:
-                self._serve_once()
+                if not self._serve_once():
+                    return
             except BaseException:  # never let the worker die: every later question would hang
                 log.exception("encoder worker: unexpected error")
 
-    def _serve_once(self) -> None:
+    def _serve_once(self) -> bool:
+        """Encodes one batch; False when the encoder was closed."""
         import queue
 
-        while True:
-            jobs = [self._queue.get()]
-            size = len(jobs[0][0])
-            while size < self._max:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                size += len(job[0])
-            # A caller that gave up (a cancelled future, e.g. a client that went away) is skipped.
-            jobs = [j for j in jobs if j[2].set_running_or_notify_cancel()]
-            for kind in ("query", "passage"):
-                group = [j for j in jobs if j[1] == kind]
-                if not group:
-                    continue
-                try:
-                    vectors = self.inner.encode([t for texts, _, _ in group for t in texts], kind)  # type: ignore[arg-type]
-                except BaseException as exc:  # hand the failure to every waiting caller
-                    for _, _, fut in group:
-                        fut.set_exception(exc)
-                    continue
-                start = 0
-                for texts, _, fut in group:
-                    fut.set_result(vectors[start:start + len(texts)])
-                    start += len(texts)
+        first = self._queue.get()
+        if first is None:
+            return False
+        jobs = [first]
+        size = len(first[0])
+        while size < self._max:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # closed: finish this batch, stop at the next call
+                self._queue.put(None)
+                break
+            jobs.append(job)
+            size += len(job[0])
+        # A caller that gave up (a cancelled future, e.g. a client that went away) is skipped.
+        jobs = [j for j in jobs if j[2].set_running_or_notify_cancel()]
+        for kind in ("query", "passage"):
+            group = [j for j in jobs if j[1] == kind]
+            if not group:
+                continue
+            try:
+                vectors = self.inner.encode([t for texts, _, _ in group for t in texts], kind)  # type: ignore[arg-type]
+            except BaseException as exc:  # hand the failure to every waiting caller
+                for _, _, fut in group:
+                    fut.set_exception(exc)
+                continue
+            start = 0
+            for texts, _, fut in group:
+                fut.set_result(vectors[start:start + len(texts)])
+                start += len(texts)
+        return True
 
 
 def resolve_packaged_model(name_or_path: str) -> str:

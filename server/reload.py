@@ -45,9 +45,16 @@ def rebuild_engine(settings: ServerSettings, encoder: Encoder | None = None) -> 
     kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
     if kb.warnings:
         raise ReloadRejected("; ".join(str(w) for w in kb.warnings[:3]))
-    encoder = encoder or BatchingEncoder(load_encoder(settings.model))
-    dense = load_or_build(kb, encoder, settings.index_dir)
-    return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
+    if encoder is not None:
+        dense = load_or_build(kb, encoder, settings.index_dir)
+        return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
+    fresh = BatchingEncoder(load_encoder(settings.model))  # nothing was serving: the start-up load failed
+    try:
+        dense = load_or_build(kb, fresh, settings.index_dir)
+    except BaseException:
+        fresh.close()  # its worker thread and model go with it
+        raise
+    return Engine(kb, fresh, dense, threshold=settings.threshold, cache_size=settings.cache_size)
 
 
 class Reloader:

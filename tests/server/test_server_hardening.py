@@ -321,6 +321,52 @@ def test_startup_load_failure_of_any_kind_is_reported(private_dirs: tuple[Path, 
         assert "RuntimeError: disk on fire" in message, message
 
 
+def test_a_failed_reload_with_nothing_serving_leaves_no_encoder_thread(private_dirs: tuple[Path, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failed start-up, each reload loads a model of its own; a failed one must not leak it."""
+    import server.reload
+
+    class Broken(HashEncoder):
+        def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
+            raise OSError("model file truncated")
+
+    monkeypatch.setattr(server.reload, "load_encoder", lambda name: Broken(dim=16))
+    data_dir, index_dir = private_dirs
+
+    def encoder_threads() -> int:
+        return sum(t.name == "qa-encoder" and t.is_alive() for t in threading.enumerate())
+
+    before = encoder_threads()
+    for _ in range(3):
+        with pytest.raises(OSError, match="truncated"):
+            server.reload.rebuild_engine(base_settings(data_dir, index_dir))
+    deadline = time.monotonic() + 3
+    while encoder_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert encoder_threads() == before
+
+
+def test_closed_batching_encoder_finishes_queued_work_then_refuses() -> None:
+    from qa.encoders import BatchingEncoder
+
+    gate = threading.Event()
+
+    class Slow(HashEncoder):
+        def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
+            gate.wait(5)
+            return super().encode(texts, kind)
+
+    enc = BatchingEncoder(Slow(dim=16))
+    queued = [enc.submit([f"q{i}"], "query") for i in range(3)]
+    enc.close()
+    gate.set()
+    assert all(f.result(5).shape == (1, 16) for f in queued)
+    enc._thread.join(5)
+    assert not enc._thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.submit(["late"], "query")
+
+
 def test_startup_with_an_unreadable_data_file_serves_and_reports_it(private_dirs: tuple[Path, Path]) -> None:
     data_dir, index_dir = private_dirs
     (data_dir / "terms.txt").write_bytes("原地升级\n".encode("gbk"))
