@@ -103,6 +103,18 @@ def test_100_kb_text_encodes(e5: E5Encoder) -> None:
     assert np.allclose(v, e5.encode([cut], "passage"), atol=1e-5)
 
 
+@pytest.mark.parametrize("unit", ["kruise ", "原地升级", "🚀", "CloneSet-", "ß"])
+def test_truncate_keeps_what_fits_and_cuts_only_what_does_not(e5: E5Encoder, unit: str) -> None:
+    limit = e5.max_tokens - 4
+    for n in (1, 10, 60, 120, 200, 400, 1000):
+        text = unit * n
+        cut = e5.truncate(text)
+        assert text.startswith(cut) and cut
+        assert e5._model.token_count(cut, True) <= limit
+        if e5._model.token_count(text, True) <= limit:
+            assert cut == text, (unit, n)
+
+
 def test_concurrent_encoding_equals_sequential(e5: E5Encoder) -> None:
     texts = [[f"{ZH} {i}", f"{EN} {i}", f"question number {i} about SidecarSet"] for i in range(8)]
     sequential = [e5.encode(t, "query") for t in texts]

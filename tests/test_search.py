@@ -499,3 +499,13 @@ def test_batching_encoder_survives_a_caller_that_gave_up() -> None:
     assert first.result(5).shape == (1, 32)
     assert enc.submit(["still answering"], "query").result(5).shape == (1, 32)
     assert enc._thread.is_alive()
+
+
+def test_warm_up_runs_the_answering_path_without_filling_the_cache(hash_engine: Engine) -> None:
+    encoder = CountingEncoder()
+    engine = like(hash_engine, encoder)
+    engine.warm_up()
+    assert len(encoder.calls) == 2  # one question in each language, each encoded as a query
+    assert engine.cached("如何升级 OpenKruise？") is None and engine.cached("How do I upgrade OpenKruise?") is None
+    engine.ask(Q_STUCK)
+    assert len(encoder.calls) == 3
