@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa.encoders import BatchingEncoder, load_encoder
 from qa.errors import QAError
 from qa.search import Engine
+from server.models import error_response
 from server.observability import Metrics, ObserveMiddleware
 from server.ratelimit import RateLimiter, RateLimitMiddleware
 from server.reload import Reloader
@@ -57,11 +58,6 @@ def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
                          rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
     engine.warm_up()
     return engine
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON error shape of every surface: ``{"error": {"code", "message"}}``."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
 
 
 class AskRequest(BaseModel):
@@ -93,3 +94,8 @@ class ErrorModel(BaseModel):
     """Every error response."""
 
     error: ErrorDetail
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error shape of every surface (:class:`ErrorModel`): ``{"error": {"code", "message"}}``."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

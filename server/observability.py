@@ -7,10 +7,11 @@ import logging
 import time
 import uuid
 
-from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.models import error_response
 
 log = logging.getLogger("server.access")
 
@@ -98,8 +99,7 @@ class ObserveMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, frame_ancestors: str) -> None:
         self.app = app
         self.metrics = metrics
-        self.headers = [(k.encode("latin-1"), v.encode("latin-1"))
-                        for k, v in security_headers(frame_ancestors).items() if v]
+        self.headers = {k: v for k, v in security_headers(frame_ancestors).items() if v}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,8 +116,8 @@ class ObserveMiddleware:
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
                 headers = MutableHeaders(scope=message)
-                for key, value in self.headers:
-                    headers[key.decode("latin-1")] = value.decode("latin-1")
+                for key, value in self.headers.items():
+                    headers[key] = value
                 headers["X-Request-ID"] = rid
             await send(message)
 
@@ -127,9 +127,8 @@ class ObserveMiddleware:
             log.exception("unexpected error (request %s)", rid)
             if started:  # the response is under way: nothing more can be said to this client
                 raise
-            await JSONResponse({"error": {"code": "internal", "message": "internal error; the request id is in "
-                                          "the X-Request-ID header"}}, status_code=500)(scope, receive,
-                                                                                       send_with_headers)
+            await error_response(500, "internal", "internal error; the request id is in the X-Request-ID header")(
+                scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"

@@ -12,8 +12,9 @@ import time
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.models import error_response
 
 
 class RateLimiter:
@@ -63,9 +64,8 @@ class RateLimitMiddleware:
             client = scope.get("client")
             wait = self.limiter.hit(f"ip:{client[0] if client else '?'}")
             if wait is not None:
-                response = JSONResponse({"error": {"code": "rate_limited",
-                                                   "message": f"too many requests; retry in {wait:.0f} s"}},
-                                        status_code=429, headers={"Retry-After": f"{wait:.0f}"})
+                response = error_response(429, "rate_limited", f"too many requests; retry in {wait:.0f} s",
+                                          {"Retry-After": f"{wait:.0f}"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
