@@ -54,9 +54,13 @@ def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
     """
     # One thread owns the encoder and merges concurrent questions into batches (see BatchingEncoder).
     encoder = BatchingEncoder(load_encoder(settings.model))
-    engine = Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
-                         rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
-    engine.warm_up()
+    try:
+        engine = Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
+                             rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
+        engine.warm_up()
+    except BaseException:
+        encoder.close()  # a failed start-up keeps no worker thread; a reload loads the model again
+        raise
     return engine
 
 

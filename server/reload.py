@@ -45,16 +45,17 @@ def rebuild_engine(settings: ServerSettings, encoder: Encoder | None = None) -> 
     kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
     if kb.warnings:
         raise ReloadRejected("; ".join(str(w) for w in kb.warnings[:3]))
-    if encoder is not None:
-        dense = load_or_build(kb, encoder, settings.index_dir)
-        return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
-    fresh = BatchingEncoder(load_encoder(settings.model))  # nothing was serving: the start-up load failed
+    # Nothing serving (the start-up load failed): this reload loads a model of its own.
+    fresh = BatchingEncoder(load_encoder(settings.model)) if encoder is None else None
+    encoder = encoder or fresh
+    assert encoder is not None
     try:
-        dense = load_or_build(kb, fresh, settings.index_dir)
+        dense = load_or_build(kb, encoder, settings.index_dir)
     except BaseException:
-        fresh.close()  # its worker thread and model go with it
+        if fresh is not None:
+            fresh.close()  # its worker thread and model go with it
         raise
-    return Engine(kb, fresh, dense, threshold=settings.threshold, cache_size=settings.cache_size)
+    return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
 
 
 class Reloader:

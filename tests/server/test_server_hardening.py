@@ -321,16 +321,19 @@ def test_startup_load_failure_of_any_kind_is_reported(private_dirs: tuple[Path, 
         assert "RuntimeError: disk on fire" in message, message
 
 
-def test_a_failed_reload_with_nothing_serving_leaves_no_encoder_thread(private_dirs: tuple[Path, Path],
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a failed start-up, each reload loads a model of its own; a failed one must not leak it."""
+@pytest.mark.parametrize("load", ["start-up", "reload"])
+def test_a_failed_load_leaves_no_encoder_thread(private_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                load: str) -> None:
+    """A failed start-up, and each reload after it, loads a model of its own; none may be left running."""
+    import server.app
     import server.reload
 
     class Broken(HashEncoder):
         def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
             raise OSError("model file truncated")
 
-    monkeypatch.setattr(server.reload, "load_encoder", lambda name: Broken(dim=16))
+    module = server.app if load == "start-up" else server.reload
+    monkeypatch.setattr(module, "load_encoder", lambda name: Broken(dim=16))
     data_dir, index_dir = private_dirs
 
     def encoder_threads() -> int:
@@ -339,7 +342,10 @@ def test_a_failed_reload_with_nothing_serving_leaves_no_encoder_thread(private_d
     before = encoder_threads()
     for _ in range(3):
         with pytest.raises(OSError, match="truncated"):
-            server.reload.rebuild_engine(base_settings(data_dir, index_dir))
+            if load == "start-up":
+                server.app.load_engine(base_settings(data_dir, index_dir))
+            else:
+                server.reload.rebuild_engine(base_settings(data_dir, index_dir))
     deadline = time.monotonic() + 3
     while encoder_threads() > before and time.monotonic() < deadline:
         time.sleep(0.02)
