@@ -34,8 +34,9 @@ test: install  ## the whole test suite (browser tests skip when /usr/bin/chromiu
 test-fast: install  ## unit tests only (fake encoder), a few seconds
 	$(PY) -m pytest -m "not integration and not browser"
 
-eval: install  ## quality on data/eval (top-1, MRR, recall@3, rejection)
+eval: install  ## quality on data/eval and the blind data/holdout (top-1, MRR, recall@3, rejection)
 	$(QA) eval
+	$(QA) eval data/holdout
 
 bench: install  ## latency, throughput, memory, build time
 	$(PY) scripts/bench.py

@@ -8,6 +8,7 @@ A data folder holds::
     out_of_scope.yaml     known gaps: topics with example questions the FAQ does not answer
     glossary.tsv          bilingual synonym groups for the lexical side
     terms.txt             domain terms jieba must keep whole
+    common_names.txt      Kubernetes' own CamelCase names, which do not point at an uncovered feature
 
 Only the FAQ is required; each other file adds a lever.
 """
@@ -32,6 +33,7 @@ TRANSLATIONS = "translations.yaml"
 OUT_OF_SCOPE = "out_of_scope.yaml"
 GLOSSARY = "glossary.tsv"
 TERMS = "terms.txt"
+COMMON_NAMES = "common_names.txt"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class KnowledgeBase:
     out_of_scope: dict[str, list[str]] = field(default_factory=dict)
     glossary: Glossary = field(default_factory=Glossary)
     terms: list[str] = field(default_factory=list)
+    common_names: list[str] = field(default_factory=list)
     warnings: list[ParseWarning] = field(default_factory=list)
     data_hash: str = ""
 
@@ -89,18 +92,24 @@ class KnowledgeBase:
             if isinstance(item, dict) and item.get("topic") and isinstance(item.get("examples"), list):
                 oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
         files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, TRANSLATIONS, OUT_OF_SCOPE,
-                                                                        GLOSSARY, TERMS)]
-        glossary, terms = Glossary(), []
+                                                                        GLOSSARY, TERMS, COMMON_NAMES)]
+        glossary, terms, names = Glossary(), [], []
         try:
             glossary = Glossary.load(data_dir / GLOSSARY)
         except (OSError, UnicodeDecodeError) as exc:
             warnings.append(ParseWarning(GLOSSARY, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
-        try:
-            terms = read_terms(data_dir / TERMS)
-        except (OSError, UnicodeDecodeError) as exc:
-            warnings.append(ParseWarning(TERMS, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
+        for name in (TERMS, COMMON_NAMES):
+            try:
+                words = read_terms(data_dir / name)
+            except (OSError, UnicodeDecodeError) as exc:
+                warnings.append(ParseWarning(name, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
+                continue
+            if name == TERMS:
+                terms = words
+            else:
+                names = words
         return cls(entries=parsed.entries, alternates=alternates, translations=translations, out_of_scope=oos,
-                   glossary=glossary, terms=terms,
+                   glossary=glossary, terms=terms, common_names=names,
                    warnings=warnings, data_hash=hash_files(files))
 
     def segmenter(self) -> Segmenter:

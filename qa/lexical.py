@@ -24,7 +24,8 @@ def _deletes(word: str) -> set[str]:
 class LexicalIndex:
     """A BM25 index over entries. Small enough to rebuild at start-up in milliseconds."""
 
-    def __init__(self, segmenter: Segmenter, documents: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, segmenter: Segmenter, documents: Sequence[str], k1: float = 1.2, b: float = 0.75,
+                 common_names: Sequence[str] = ()) -> None:
         """Tokenises and indexes the documents.
 
         Args:
@@ -32,8 +33,11 @@ class LexicalIndex:
             documents: one text per entry, in entry order.
             k1: BM25 term-frequency saturation.
             b: BM25 length normalisation.
+            common_names: names (``*`` as a wildcard) that :meth:`unknown_names` never reports.
         """
         self.segmenter = segmenter
+        self._common = re.compile("|".join(
+            re.escape(n.lower()).replace(r"\*", "[a-z]*") for n in common_names) or "(?!)")
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         corpus = [segmenter.tokens(d) or ["∅"] for d in documents]
         self._vocab = {t for doc in corpus for t in doc}
@@ -89,7 +93,8 @@ class LexicalIndex:
             The unknown names, lower-cased.
         """
         names = {m.group(0).lower() for m in _CAMEL.finditer(text)}
-        return sorted(n for n in names if n not in self._vocab and self._nearest(n) is None)
+        return sorted(n for n in names if n not in self._vocab and not self._common.fullmatch(n)
+                      and self._nearest(n) is None)
 
     def scores(self, tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every document for query tokens (zeros when none is known).

@@ -161,7 +161,8 @@ class Engine:
         self.dense = dense
         self.threshold = threshold
         self.weights = weights
-        self.lexical = LexicalIndex(kb.segmenter(), [kb.lexical_document(e) for e in kb.entries])
+        self.lexical = LexicalIndex(kb.segmenter(), [kb.lexical_document(e) for e in kb.entries],
+                                    common_names=kb.common_names)
         self._owner = np.array([p.owner for p in dense.passages], dtype=object)
         self._field = np.array([p.field for p in dense.passages], dtype=object)
         self._is_question = np.isin(self._field, ["question", "alternate"])

@@ -302,6 +302,24 @@ def test_unknown_product_name_lowers_the_confidence(hash_engine: Engine) -> None
     assert hash_engine.lexical.unknown_names("BroadcastJob 和 CloneSets 的 PreparingUpdate") == ["broadcastjob"]
 
 
+def test_kubernetes_own_names_are_not_unknown_products(hash_engine: Engine, tiny_data: Path) -> None:
+    """Kinds and event reasons in a pasted error do not count against the answer; products still do."""
+    from qa.knowledge import KnowledgeBase
+    from qa.lexical import LexicalIndex
+
+    text = "Warning FailedGetScale: no ReplicaSet, ImagePullBackOff; also BroadcastJob"
+    assert hash_engine.lexical.unknown_names(text) == ["broadcastjob", "failedgetscale", "imagepullbackoff",
+                                                       "replicaset"]
+    before = KnowledgeBase.load(tiny_data).data_hash
+    (tiny_data / "common_names.txt").write_text("# comment\nFailed*\nReplicaSet\n*BackOff\n", encoding="utf-8")
+    kb = KnowledgeBase.load(tiny_data)
+    assert kb.common_names == ["Failed*", "ReplicaSet", "*BackOff"]
+    assert kb.data_hash != before  # an edit rebuilds the index and reloads the server
+    lexical = LexicalIndex(kb.segmenter(), [kb.lexical_document(e) for e in kb.entries], common_names=kb.common_names)
+    assert lexical.unknown_names(text) == ["broadcastjob"]
+    assert lexical.unknown_names("BackOffJob and ReplicaSetX") == ["backoffjob", "replicasetx"]  # whole names only
+
+
 def test_misspelt_english_words_are_corrected_on_the_lexical_side(hash_engine: Engine) -> None:
     assert hash_engine.lexical.correct(["clonset", "sidcar", "bread"]) == ["cloneset", "sidecar", "§0", "bread"]
     assert hash_engine.ask("Clonset 和 Deployment 有什么区别？").match["id"] == TINY_IDS[Q_CLONESET]  # type: ignore[index]
