@@ -106,7 +106,6 @@ async def run(base: str, target: str, questions: list[str], clients: int, second
     started: list[float] = []
     errors: dict[str, int] = {}
     memory: list[float] = []
-    begin = stop = time.perf_counter() + 3600  # set when the clients are ready
     proc = psutil.Process(pid)
 
     async def sample() -> None:
