@@ -93,23 +93,14 @@ class KnowledgeBase:
                 oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
         files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, TRANSLATIONS, OUT_OF_SCOPE,
                                                                         GLOSSARY, TERMS, COMMON_NAMES)]
-        glossary, terms, names = Glossary(), [], []
+        glossary = Glossary()
         try:
             glossary = Glossary.load(data_dir / GLOSSARY)
         except (OSError, UnicodeDecodeError) as exc:
             warnings.append(ParseWarning(GLOSSARY, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
-        for name in (TERMS, COMMON_NAMES):
-            try:
-                words = read_terms(data_dir / name)
-            except (OSError, UnicodeDecodeError) as exc:
-                warnings.append(ParseWarning(name, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
-                continue
-            if name == TERMS:
-                terms = words
-            else:
-                names = words
         return cls(entries=parsed.entries, alternates=alternates, translations=translations, out_of_scope=oos,
-                   glossary=glossary, terms=terms, common_names=names,
+                   glossary=glossary, terms=_read_list(data_dir / TERMS, warnings),
+                   common_names=_read_list(data_dir / COMMON_NAMES, warnings),
                    warnings=warnings, data_hash=hash_files(files))
 
     def segmenter(self) -> Segmenter:
@@ -152,6 +143,15 @@ def hash_files(paths: list[Path]) -> str:
             h.update(data)
             h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def _read_list(path: Path, warnings: list[ParseWarning]) -> list[str]:
+    """A one-item-a-line file (see :func:`read_terms`); empty, with a warning, when unreadable."""
+    try:
+        return read_terms(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.append(ParseWarning(path.name, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
+        return []
 
 
 def _read_yaml(path: Path, warnings: list[ParseWarning]) -> object:

@@ -116,8 +116,7 @@ class ObserveMiddleware:
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]
                 headers = MutableHeaders(scope=message)
-                for key, value in self.headers.items():
-                    headers[key] = value
+                headers.update(self.headers)
                 headers["X-Request-ID"] = rid
             await send(message)
 

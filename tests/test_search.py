@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -496,20 +498,23 @@ def test_entries_lists_every_entry(hash_engine: Engine) -> None:
         "原地升级 / 资源", "原地升级 / 状态", "Sidecar", "Uninstall / Helm", "工作负载"]
 
 
-def test_batching_encoder_survives_a_caller_that_gave_up() -> None:
-    """A cancelled request (a client that went away) must not stop the encoder's worker."""
-    import threading
-
-    from qa.encoders import BatchingEncoder, HashEncoder
+def _gated_batching_encoder(dim: int) -> tuple[Any, threading.Event]:
+    """A BatchingEncoder whose worker waits at the gate before each batch (so work can pile up)."""
+    from qa.encoders import BatchingEncoder
 
     gate = threading.Event()
 
-    class Slow(HashEncoder):
+    class Gated(HashEncoder):
         def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
             gate.wait(5)
             return super().encode(texts, kind)
 
-    enc = BatchingEncoder(Slow(dim=32))
+    return BatchingEncoder(Gated(dim=dim)), gate
+
+
+def test_batching_encoder_survives_a_caller_that_gave_up() -> None:
+    """A cancelled request (a client that went away) must not stop the encoder's worker."""
+    enc, gate = _gated_batching_encoder(32)
     first = enc.submit(["busy"], "query")  # occupies the worker
     abandoned = enc.submit(["gone"], "query")
     assert abandoned.cancel()
@@ -517,6 +522,18 @@ def test_batching_encoder_survives_a_caller_that_gave_up() -> None:
     assert first.result(5).shape == (1, 32)
     assert enc.submit(["still answering"], "query").result(5).shape == (1, 32)
     assert enc._thread.is_alive()
+
+
+def test_closed_batching_encoder_finishes_queued_work_then_refuses() -> None:
+    enc, gate = _gated_batching_encoder(16)
+    queued = [enc.submit([f"q{i}"], "query") for i in range(3)]
+    enc.close()
+    gate.set()
+    assert all(f.result(5).shape == (1, 16) for f in queued)
+    enc._thread.join(5)
+    assert not enc._thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.submit(["late"], "query")
 
 
 def test_warm_up_runs_the_answering_path_without_filling_the_cache(hash_engine: Engine) -> None:

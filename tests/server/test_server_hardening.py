@@ -352,27 +352,6 @@ def test_a_failed_load_leaves_no_encoder_thread(private_dirs: tuple[Path, Path],
     assert encoder_threads() == before
 
 
-def test_closed_batching_encoder_finishes_queued_work_then_refuses() -> None:
-    from qa.encoders import BatchingEncoder
-
-    gate = threading.Event()
-
-    class Slow(HashEncoder):
-        def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
-            gate.wait(5)
-            return super().encode(texts, kind)
-
-    enc = BatchingEncoder(Slow(dim=16))
-    queued = [enc.submit([f"q{i}"], "query") for i in range(3)]
-    enc.close()
-    gate.set()
-    assert all(f.result(5).shape == (1, 16) for f in queued)
-    enc._thread.join(5)
-    assert not enc._thread.is_alive()
-    with pytest.raises(RuntimeError, match="closed"):
-        enc.submit(["late"], "query")
-
-
 def test_startup_with_an_unreadable_data_file_serves_and_reports_it(private_dirs: tuple[Path, Path]) -> None:
     data_dir, index_dir = private_dirs
     (data_dir / "terms.txt").write_bytes("原地升级\n".encode("gbk"))
