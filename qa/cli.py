@@ -12,26 +12,42 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qa.errors import InvalidQuestion, QAError
+from qa.errors import BuildRefused, InvalidQuestion, QAError
 from qa.settings import Settings
 
 log = logging.getLogger("qa")
 
 
 def _engine(args: argparse.Namespace, rebuild: bool = False):  # type: ignore[no-untyped-def]
+    """The engine the settings name; a progress bar appears only when an index is really built."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from qa.encoders import load_encoder
     from qa.search import Engine
 
-    s: Settings = args.settings
-    encoder = load_encoder(s.model)
-    with Progress(TextColumn("building index"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_err_console(), transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("build", total=None)
-        return Engine.open(s.data_dir, s.index_dir, encoder, faq_dir=s.faq_dir, rebuild=rebuild,
-                           threshold=s.threshold, cache_size=s.cache_size,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    bar = Progress(TextColumn("building the index"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=_err_console(), transient=True, disable=not sys.stderr.isatty())
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("build", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        engine = Engine.from_settings(args.settings, rebuild=rebuild, progress=progress)
+    finally:
+        bar.stop()
+    if engine.built and engine.kb.warnings:  # a first build: say what did not load
+        _print_warnings(engine.kb.warnings, "built from what loaded; these parts were left out:")
+    return engine
+
+
+def _print_warnings(warnings: Sequence[object], title: str) -> None:
+    print(f"qa: {title}", file=sys.stderr)
+    for w in warnings:
+        print(f"  {w}", file=sys.stderr)
 
 
 def _err_console():  # type: ignore[no-untyped-def]
@@ -43,39 +59,41 @@ def _err_console():  # type: ignore[no-untyped-def]
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answers questions: readable, or JSON, or JSON lines from standard input."""
     if args.question == ["-"]:
+        from qa.contract import ErrorBody
+
         engine = _engine(args)
         status = 0
         for line in sys.stdin:
             line = line.rstrip("\n")
             try:
-                out: dict[str, object] = engine.ask(line, args.top_k).to_dict()
+                print(engine.ask(line, args.top_k).model_dump_json(), flush=True)
             except InvalidQuestion as exc:
-                out = {"question": line, "error": {"code": "invalid_question", "message": str(exc)}}
+                error = ErrorBody.model_validate({"error": {"code": "invalid_question", "message": str(exc)}})
+                print(json.dumps({"question": line, **error.model_dump()}, ensure_ascii=False), flush=True)
                 status = 2
-            print(json.dumps(out, ensure_ascii=False), flush=True)
         return status
     question = " ".join(args.question)
     if not question.strip():
         raise InvalidQuestion("the question is empty; usage: qa ask \"your question\"")
-    engine = _engine(args)
-    answer = engine.ask(question, args.top_k)
+    answer = _engine(args).ask(question, args.top_k)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        print(answer.model_dump_json(indent=2))
     else:
         from qa.render import print_answer
 
-        print_answer(answer.to_dict())
+        print_answer(answer)
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Builds or refreshes the index."""
+    """Builds or refreshes the index, and says which it did."""
     engine = _engine(args, rebuild=args.force)
     d = engine.dense
+    what = f"built in {d.build_seconds:.2f}s" if engine.built else "already current, nothing to build"
     print(f"index: {len(d)} vectors of {d.dim} dims for {len(engine.kb.entries)} entries, "
-          f"model {d.model}, in {args.settings.index_dir} (built in {d.build_seconds:.2f}s)")
-    for w in engine.kb.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+          f"model {d.model}, in {args.settings.index_dir} ({what})")
+    if not engine.built and engine.kb.warnings:
+        _print_warnings(engine.kb.warnings, "the data has problems (the index was built with --allow-warnings):")
     return 0
 
 
@@ -128,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="data folder (env QA_DATA_DIR)")
     p.add_argument("--index-dir", type=Path, help="index folder (env QA_INDEX_DIR)")
     p.add_argument("--threshold", type=float, help="confidence threshold 0..1 (env QA_THRESHOLD)")
+    p.add_argument("--allow-warnings", action="store_true", default=None,
+                   help="build even when the FAQ or data files have problems and would replace a good index "
+                        "(env QA_ALLOW_WARNINGS)")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("ask", help="answer a question", description="Answer a question. '-' reads one question "
@@ -170,18 +191,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    for noisy in ("jieba", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     overrides = {k: v for k, v in {"model": args.model, "data_dir": args.data_dir, "index_dir": args.index_dir,
-                                   "threshold": args.threshold}.items() if v is not None}
+                                   "threshold": args.threshold, "allow_warnings": args.allow_warnings}.items()
+                 if v is not None}
     try:
         args.settings = Settings(**overrides)
         return int(args.func(args))
     except InvalidQuestion as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return 2
+    except BuildRefused as exc:
+        _print_warnings(exc.warnings, f"error: the FAQ or data files have {len(exc.warnings)} problem(s), so the "
+                                      f"index in {args.settings.index_dir} was left as it is:")
+        print("qa: fix them, or build anyway with --allow-warnings", file=sys.stderr)
+        return 1
     except ValueError as exc:  # bad settings or evaluation files
         print(f"qa: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

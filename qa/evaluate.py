@@ -93,25 +93,13 @@ def read_examples(paths: Iterable[Path]) -> list[Example]:
     return out
 
 
-def run(engine: Engine, examples: Sequence[Example], batch_size: int = 32) -> list[Outcome]:
-    """Asks every example and records the outcome.
-
-    Args:
-        engine: the engine under test.
-        examples: labelled questions.
-        batch_size: questions per encoder call.
-
-    Returns:
-        One outcome per example.
-    """
+def run(engine: Engine, examples: Sequence[Example]) -> list[Outcome]:
+    """Asks every example (candidates to :data:`RANK_DEPTH`) and records the outcome."""
     outcomes = []
-    for i in range(0, len(examples), batch_size):
-        batch = examples[i:i + batch_size]
-        answers = engine.ask_many([x.q for x in batch], top_k=RANK_DEPTH)
-        for x, a in zip(batch, answers):
-            ranking = tuple(([str(a.match["id"])] if a.match else []) + [str(c["id"]) for c in a.alternatives])
-            outcomes.append(Outcome(x.q, x.id, x.lang, x.kind, str(a.match["id"]) if a.match else None,
-                                    ranking, a.confidence, a.score))
+    for x in examples:
+        a = engine.ask(x.q, top_k=RANK_DEPTH)
+        outcomes.append(Outcome(x.q, x.id, x.lang, x.kind, a.match.id if a.match else None, tuple(a.ranking),
+                                a.confidence, a.score))
     return outcomes
 
 

@@ -3,8 +3,8 @@
 A question is a heading whose text starts with a ``Q`` marker (``Q：``, ``Q:``, ``**Q**：``,
 ``问：``) or, failing that, a heading that ends with a question mark. Every other heading below
 level 1 opens a section. The answer is the markdown under the question heading, up to the next
-heading, with its ``A：`` / ``**A**：`` marker removed. Every fenced code block in it becomes a
-:class:`Command`.
+heading, with its ``A：`` / ``**A**：`` marker removed, split once into parts: markdown text and
+commands (each fenced code block, with its language).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from qa.contract import Entry
 from qa.errors import FAQError
+from qa.markdown import split_parts
 
 log = logging.getLogger(__name__)
 
@@ -30,39 +32,6 @@ _FILE_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?file://[^)]*\)")
 _FILE_AUTOLINK = re.compile(r"<file://[^>]*>")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}#{2,6}\s")
-
-
-@dataclass(frozen=True)
-class Command:
-    """A fenced code block of an answer."""
-
-    language: str
-    code: str
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One question and its answer."""
-
-    id: str
-    section: str
-    question: str
-    answer: str
-    commands: tuple[Command, ...] = ()
-    source: str = ""
-    line: int = 0
-    section_path: tuple[str, ...] = field(default=(), compare=False)
-
-    def to_dict(self) -> dict[str, object]:
-        """Returns the entry in the shape of the public JSON contract (plus source)."""
-        return {
-            "id": self.id,
-            "section": self.section,
-            "question": self.question,
-            "answer": self.answer,
-            "commands": [{"language": c.language, "code": c.code} for c in self.commands],
-            "source": f"{self.source}:{self.line}",
-        }
 
 
 @dataclass(frozen=True)
@@ -202,16 +171,16 @@ def parse_markdown(text: str, source: str = "<string>") -> ParseResult:
         if not answer.strip():
             result.warnings.append(ParseWarning(source, line_no, f"question has no answer: {question[:60]}"))
             continue
-        commands = tuple(
-            Command(language=(t.info.split()[0].lower() if t.info.strip() else "text"), code=t.content.rstrip("\n"))
-            for t in tokens[i:end_tok] if t.type == "fence"
-        )
         path = tuple(sections[lv] for lv in sorted(sections))
-        result.entries.append(Entry(
-            id=entry_id(question), section=" / ".join(path), question=question, answer=answer,
-            commands=commands, source=source, line=line_no, section_path=path,
-        ))
+        result.entries.append(_entry(entry_id(question), " / ".join(path), question, answer, source, line_no))
     return result
+
+
+def _entry(id_: str, section: str, question: str, answer: object, source: str, line: int) -> Entry:
+    entry = Entry(id=id_, section=section, question=question,
+                  answer=split_parts(answer) if isinstance(answer, str) else answer)
+    entry._source, entry._line = source, line
+    return entry
 
 
 def load_faq(paths: Iterable[Path]) -> ParseResult:
@@ -243,8 +212,9 @@ def load_faq(paths: Iterable[Path]) -> ParseResult:
         for e in part.entries:
             if e.id in seen:
                 seen[e.id] += 1
-                result.warnings.append(ParseWarning(e.source, e.line, f"duplicate question; id {e.id}-{seen[e.id]}"))
-                e = Entry(**{**e.__dict__, "id": f"{e.id}-{seen[e.id]}"})
+                new_id = f"{e.id}-{seen[e.id]}"
+                result.warnings.append(ParseWarning(e.source_file, e.line, f"duplicate question; id {new_id}"))
+                e = _entry(new_id, e.section, e.question, e.answer, e.source_file, e.line)
             else:
                 seen[e.id] = 1
             result.entries.append(e)

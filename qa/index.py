@@ -28,7 +28,7 @@ from qa.errors import IndexCorrupt
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: known gaps are field "known_gap"; answers as parts
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 PASSAGES = "passages.json"
@@ -38,8 +38,8 @@ PASSAGES = "passages.json"
 class Passage:
     """One encoded text: a question, an alternate, an answer, or an out-of-scope example."""
 
-    owner: str  # entry id, or "oos:<topic>" for a known gap
-    field: str  # question | alternate | answer | oos
+    owner: str  # entry id, or "gap:<topic>" for a known gap
+    field: str  # question | alternate | answer | known_gap
     text: str
 
 

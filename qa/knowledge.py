@@ -4,7 +4,7 @@ A data folder holds::
 
     faq/*.md              the FAQ itself
     alternates.yaml       id → extra phrasings of the question (any language)
-    translations.yaml     id → {question, answer}: the entry in another language (searched, not shown)
+    translations.yaml     id → {question, answer}: the entry in English (searched; shown to English askers)
     out_of_scope.yaml     known gaps: topics with example questions the FAQ does not answer
     glossary.tsv          bilingual synonym groups for the lexical side
     terms.txt             domain terms jieba must keep whole
@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from qa.faq import Entry, ParseWarning, load_faq
+from qa.contract import Entry, Translation, to_markdown
+from qa.faq import ParseWarning, load_faq
 from qa.index import Passage
+from qa.markdown import split_parts
 from qa.segment import Glossary, Segmenter, read_terms
 
 log = logging.getLogger(__name__)
@@ -36,14 +41,38 @@ TERMS = "terms.txt"
 COMMON_NAMES = "common_names.txt"
 
 
+NonBlank = Field(min_length=1, pattern=r"\S")
+
+
+class _DataModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TranslationItem(_DataModel):
+    """One entry of ``translations.yaml``: the entry's question and answer in English."""
+
+    question: str = NonBlank
+    answer: str = ""
+
+
+class KnownGap(_DataModel):
+    """One item of ``out_of_scope.yaml``: a topic the FAQ does not answer, with example questions."""
+
+    topic: str = NonBlank
+    examples: list[str] = Field(min_length=1)
+
+
+_ALTERNATES = TypeAdapter(list[str])
+
+
 @dataclass
 class KnowledgeBase:
     """Everything the engine searches, loaded from files."""
 
     entries: list[Entry]
     alternates: dict[str, list[str]] = field(default_factory=dict)
-    translations: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    out_of_scope: dict[str, list[str]] = field(default_factory=dict)
+    translations: dict[str, Translation] = field(default_factory=dict)
+    known_gaps: dict[str, list[str]] = field(default_factory=dict)
     glossary: Glossary = field(default_factory=Glossary)
     terms: list[str] = field(default_factory=list)
     common_names: list[str] = field(default_factory=list)
@@ -58,12 +87,8 @@ class KnowledgeBase:
     def load(cls, data_dir: Path, faq_dir: Path | None = None) -> KnowledgeBase:
         """Loads the FAQ and the optional data files.
 
-        Args:
-            data_dir: the data folder (alternates, glossary, …).
-            faq_dir: where the FAQ markdown lives (default: ``data_dir/faq``).
-
-        Returns:
-            The knowledge base, with a hash of every source file.
+        A data file item that does not validate, or names an entry id that does not exist, is
+        left out with a warning that gives its file and line; the other items still load.
 
         Raises:
             FAQError: when no FAQ entry could be loaded.
@@ -73,24 +98,17 @@ class KnowledgeBase:
         parsed = load_faq([faq_dir])
         warnings = list(parsed.warnings)
         ids = {e.id for e in parsed.entries}
-        alternates = _read_mapping(data_dir / ALTERNATES, warnings)
-        for key in list(alternates):
-            if key not in ids:
-                warnings.append(ParseWarning(ALTERNATES, 0, f"alternates for unknown entry id {key!r} ignored"))
-                log.warning("%s: alternates for unknown entry id %r ignored", ALTERNATES, key)
-                del alternates[key]
-        translations: dict[str, list[tuple[str, str]]] = {}
-        raw_tr = _read_yaml(data_dir / TRANSLATIONS, warnings)
-        for key, value in (raw_tr.items() if isinstance(raw_tr, dict) else []):
-            if str(key) not in ids:
-                warnings.append(ParseWarning(TRANSLATIONS, 0, f"translation of unknown entry id {key!r} ignored"))
-            elif isinstance(value, dict) and str(value.get("question", "")).strip():
-                translations.setdefault(str(key), []).append((str(value["question"]), str(value.get("answer", ""))))
-        oos: dict[str, list[str]] = {}
-        raw = _read_yaml(data_dir / OUT_OF_SCOPE, warnings) or []
-        for item in raw if isinstance(raw, list) else []:
-            if isinstance(item, dict) and item.get("topic") and isinstance(item.get("examples"), list):
-                oos[str(item["topic"])] = [str(x) for x in item["examples"] if str(x).strip()]
+
+        alternates: dict[str, list[str]] = {}
+        for key, value in _mapping_items(data_dir / ALTERNATES, _ALTERNATES, ids, warnings):
+            alternates[key] = [x.strip() for x in value if x.strip()]
+        translations: dict[str, Translation] = {}
+        for key, item in _mapping_items(data_dir / TRANSLATIONS, TypeAdapter(TranslationItem), ids, warnings):
+            translations[key] = Translation(language="en", question=item.question, answer=split_parts(item.answer))
+        known_gaps: dict[str, list[str]] = {}
+        for item in _sequence_items(data_dir / OUT_OF_SCOPE, TypeAdapter(KnownGap), warnings):
+            known_gaps[item.topic] = [x for x in (e.strip() for e in item.examples) if x]
+
         files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, TRANSLATIONS, OUT_OF_SCOPE,
                                                                         GLOSSARY, TERMS, COMMON_NAMES)]
         glossary = Glossary()
@@ -98,7 +116,9 @@ class KnowledgeBase:
             glossary = Glossary.load(data_dir / GLOSSARY)
         except (OSError, UnicodeDecodeError) as exc:
             warnings.append(ParseWarning(GLOSSARY, 0, f"cannot read, ignored: {exc.__class__.__name__}: {exc}"))
-        return cls(entries=parsed.entries, alternates=alternates, translations=translations, out_of_scope=oos,
+        for w in warnings[len(parsed.warnings):]:
+            log.warning("%s", w)
+        return cls(entries=parsed.entries, alternates=alternates, translations=translations, known_gaps=known_gaps,
                    glossary=glossary, terms=_read_list(data_dir / TERMS, warnings),
                    common_names=_read_list(data_dir / COMMON_NAMES, warnings),
                    warnings=warnings, data_hash=hash_files(files))
@@ -115,18 +135,19 @@ class KnowledgeBase:
         for e in self.entries:
             out.append(Passage(e.id, "question", e.question))
             out.extend(Passage(e.id, "alternate", a) for a in self.alternates.get(e.id, []))
-            out.append(Passage(e.id, "answer", f"{e.question}\n{e.answer}"))
-            for question, answer in self.translations.get(e.id, []):
-                out.append(Passage(e.id, "alternate", question))
-                out.append(Passage(e.id, "answer", f"{question}\n{answer}"))
-        for topic, examples in self.out_of_scope.items():
-            out.extend(Passage(f"oos:{topic}", "oos", x) for x in examples)
+            out.append(Passage(e.id, "answer", f"{e.question}\n{e.markdown}"))
+            if (t := self.translations.get(e.id)) is not None:
+                out.append(Passage(e.id, "alternate", t.question))
+                out.append(Passage(e.id, "answer", f"{t.question}\n{to_markdown(t.answer)}"))
+        for topic, examples in self.known_gaps.items():
+            out.extend(Passage(f"gap:{topic}", "known_gap", x) for x in examples)
         return out
 
     def lexical_document(self, entry: Entry) -> str:
-        """The text BM25 sees: question (twice, it is the best field), alternates, answer, translations."""
-        translated = [f"{q}\n{a}" for q, a in self.translations.get(entry.id, [])]
-        return "\n".join([entry.question, entry.question, *self.alternates.get(entry.id, []), entry.answer,
+        """The text BM25 sees: question (twice, it is the best field), alternates, answer, translation."""
+        t = self.translations.get(entry.id)
+        translated = [f"{t.question}\n{to_markdown(t.answer)}"] if t else []
+        return "\n".join([entry.question, entry.question, *self.alternates.get(entry.id, []), entry.markdown,
                           *translated])
 
 
@@ -154,20 +175,73 @@ def _read_list(path: Path, warnings: list[ParseWarning]) -> list[str]:
         return []
 
 
-def _read_yaml(path: Path, warnings: list[ParseWarning]) -> object:
+def _read_yaml(path: Path, warnings: list[ParseWarning]) -> tuple[Any, yaml.Node | None]:
+    """The file's data and its YAML node tree (for line numbers); (None, None) when absent or broken."""
     if not path.exists():
-        return None
+        return None, None
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
         warnings.append(ParseWarning(path.name, line, f"cannot parse: {exc.__class__.__name__}"))
-        log.warning("%s:%d: cannot parse, ignored", path.name, line)
-        return None
+        return None, None
 
 
-def _read_mapping(path: Path, warnings: list[ParseWarning]) -> dict[str, list[str]]:
-    raw = _read_yaml(path, warnings)
+def _line(node: yaml.Node | None, loc: tuple[Any, ...] = ()) -> int:
+    """The 1-based line of the value at ``loc`` (keys and indexes) in a YAML node tree."""
+    if node is None:
+        return 0
+    for step in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if k.value == str(step)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            found = node.value[step]
+        else:
+            found = None
+        if found is None:
+            break
+        node = found
+    return node.start_mark.line + 1
+
+
+def _invalid(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], exc: ValidationError) -> ParseWarning:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return ParseWarning(path.name, _line(node, loc + tuple(err["loc"])),
+                        f"{'.'.join(map(str, loc))}{'.' + where if where else ''}: {err['msg']}; ignored")
+
+
+def _mapping_items(path: Path, adapter: TypeAdapter[Any], ids: set[str],
+                   warnings: list[ParseWarning]) -> Iterator[tuple[str, Any]]:
+    """Validated ``id → value`` items of a YAML mapping keyed by entry id."""
+    raw, node = _read_yaml(path, warnings)
+    if raw is None:
+        return
     if not isinstance(raw, dict):
-        return {}
-    return {str(k): [str(x) for x in v if str(x).strip()] for k, v in raw.items() if isinstance(v, list)}
+        warnings.append(ParseWarning(path.name, _line(node), "expected a mapping of entry id → value; ignored"))
+        return
+    for key, value in raw.items():
+        key = str(key)
+        if key not in ids:
+            warnings.append(ParseWarning(path.name, _line(node, (key,)), f"unknown entry id {key!r}; ignored"))
+            continue
+        try:
+            yield key, adapter.validate_python(value)
+        except ValidationError as exc:
+            warnings.append(_invalid(path, node, (key,), exc))
+
+
+def _sequence_items(path: Path, adapter: TypeAdapter[Any], warnings: list[ParseWarning]) -> Iterator[Any]:
+    """Validated items of a YAML list."""
+    raw, node = _read_yaml(path, warnings)
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        warnings.append(ParseWarning(path.name, _line(node), "expected a list; ignored"))
+        return
+    for i, value in enumerate(raw):
+        try:
+            yield adapter.validate_python(value)
+        except ValidationError as exc:
+            warnings.append(_invalid(path, node, (i,), exc))

@@ -11,36 +11,44 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from qa.contract import Answer, TextPart
+
 _FENCE_LANG = {"shell": "bash", "sh": "bash", "text": "text", "": "text"}
 
 
-def print_answer(answer: Mapping[str, Any], console: Console | None = None) -> None:
-    """Prints an answer (the JSON contract) for a person.
+def print_answer(answer: Answer, console: Console | None = None) -> None:
+    """Prints an answer for a person: text parts as markdown, command parts whole (never cut at
+    the terminal's width: long lines overflow and the terminal wraps them), in order.
 
     Args:
-        answer: the answer dict.
+        answer: the answer.
         console: where to print (default: standard output).
     """
-    con = console or Console(soft_wrap=False)
-    match = answer.get("match")
+    con = console or Console()
+    match = answer.match
     if match:
-        con.print(f"[bold cyan]Q:[/] [bold]{_esc(match['question'])}[/]   [dim]({_esc(match['section'])})[/]")
-        con.print(f"[green]confidence {match['confidence']:.0%}[/]  [dim]id {match['id']}[/]")
-        con.print(Markdown(_without_fences(match["answer"])))
-        for i, cmd in enumerate(match.get("commands", []), start=1):
-            lang = _FENCE_LANG.get(cmd["language"], cmd["language"])
-            con.print(f"[dim]── command {i} ({cmd['language']}) ──[/]")
-            con.print(Syntax(cmd["code"], lang, theme="ansi_dark", word_wrap=False, background_color="default"))
+        con.print(f"[bold cyan]Q:[/] [bold]{_esc(match.question)}[/]   [dim]({_esc(match.section)})[/]")
+        con.print(f"[green]confidence {match.confidence:.0%}[/]  [dim]id {match.id}[/]")
+        n = 0
+        for part in match.answer:
+            if isinstance(part, TextPart):
+                con.print(Markdown(part.markdown))
+                continue
+            n += 1
+            con.print(f"[dim]── command {n} ({_esc(part.language)}) ──[/]")
+            lexer = _FENCE_LANG.get(part.language, part.language)
+            code = Syntax(part.code, lexer, theme="ansi_dark", background_color="default").highlight(part.code)
+            code.rstrip()
+            con.print(code, soft_wrap=True)
         title = "Did you mean"
     else:
         con.print(Panel("[yellow]No good answer in the FAQ for this question.[/]\n"
                         "FAQ 中没有找到合适的答案。", expand=False))
         title = "Nearest questions"
-    alts = answer.get("alternatives") or []
-    if alts:
+    if answer.alternatives:
         con.print(f"[bold]{title}:[/]")
-        for alt in alts:
-            con.print(f"  • {_esc(alt['question'])} [dim]({alt['id']}, {alt['score']:.2f})[/]")
+        for alt in answer.alternatives:
+            con.print(f"  • {_esc(alt.question)} [dim]({alt.id}, {alt.score:.2f})[/]")
 
 
 def print_report(report: Mapping[str, Mapping[str, Mapping[str, float | int]]],
@@ -79,17 +87,3 @@ def _esc(text: str) -> str:
     from rich.markup import escape
 
     return escape(str(text))
-
-
-def _without_fences(md: str) -> str:
-    """Drops fenced blocks from the answer text: the commands are printed after it, highlighted."""
-    out, inside = [], False
-    for line in md.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            inside = not inside
-            if inside:
-                out.append("*(command below)*")
-            continue
-        if not inside:
-            out.append(line)
-    return "\n".join(out)

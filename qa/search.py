@@ -1,45 +1,55 @@
-"""From a question to an :class:`Answer`: both searches, fusion, confidence, the no-answer call."""
+"""From a question to an :class:`~qa.contract.Answer`: both searches, fusion, confidence, the no-answer call."""
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.encoders import Encoder
-from qa.errors import IndexCorrupt, InvalidQuestion, UnknownEntry
-from qa.faq import Entry
+from qa.contract import Alternative, Answer, Entry, Match
+from qa.encoders import Encoder, load_encoder
+from qa.errors import BuildRefused, IndexCorrupt, InvalidQuestion, UnknownEntry
 from qa.index import DenseIndex
 from qa.knowledge import KnowledgeBase
 from qa.lexical import LexicalIndex
-from qa.segment import Language, detect_language, normalise
+from qa.segment import detect_language, normalise
+from qa.settings import DEFAULT_THRESHOLD, MAX_QUESTION_CHARS
+
+if TYPE_CHECKING:
+    from qa.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 4000  # longer questions are cut; the encoder cuts again at its token limit
+__all__ = ["DEFAULT_THRESHOLD", "MAX_QUESTION_CHARS", "Candidate", "ConfidenceCurve", "Engine", "FusionWeights",
+           "Signals", "confidence", "confidence_logit", "fuse", "load_or_build"]
 
 
 @dataclass(frozen=True)
-class Weights:
-    """How the signals of one entry combine, and how the confidence is shaped.
+class FusionWeights:
+    """How an entry's signals add up to its fused score (chosen on data/eval; see README, "Quality")."""
 
-    The defaults were chosen on the project's own evaluation set (see README, "Quality").
+    question: float = 0.55  # best cosine to the entry's question, an alternate or its translation (symmetric)
+    answer: float = 0.25  # cosine to question+answer as a passage
+    lexical: float = 0.20  # BM25, divided by the best BM25 score of the query, times vocabulary coverage
+
+
+@dataclass(frozen=True)
+class ConfidenceCurve:
+    """confidence = sigmoid(slope · (fused − level) + margin_gain · margin − gap_gain · gap − unknown_gain · unknown).
+
+    scripts/tune.py chose the boundary on data/eval, then the curve was divided by a temperature
+    (1.5) fitted so that confidences read as probabilities of being right.
     """
 
-    question: float = 0.55  # best cosine to the entry's question or an alternate (symmetric)
-    answer: float = 0.25  # cosine to question+answer as a passage
-    lexical: float = 0.20  # BM25, divided by the best BM25 score of the query
-    # confidence = sigmoid(slope * (fused - level) + margin_gain * margin - gap_gain * oos_excess
-    #                      - unknown_gain * unknown_names); scripts/tune.py chose the boundary on
-    # data/eval, then divided the curve by a temperature (1.5) fitted so confidences are calibrated.
     level: float = 0.835
     slope: float = 26.67
     margin_gain: float = 13.33
@@ -47,12 +57,9 @@ class Weights:
     unknown_gain: float = 2.67  # per product-style name (CamelCase) that the FAQ never mentions
 
 
-DEFAULT_THRESHOLD = 0.5
-
-
 @dataclass(frozen=True)
-class Scored:
-    """An entry's signals for one query."""
+class Candidate:
+    """An entry's signals for one question."""
 
     id: str
     fused: float
@@ -61,9 +68,18 @@ class Scored:
     lexical: float
 
 
+@dataclass(frozen=True)
+class Signals:
+    """Everything the confidence is computed from, for one question."""
+
+    candidates: list[Candidate]  # best first
+    known_gap: float  # best cosine between the question and a known-gap example
+    unknown_names: int  # product-style names in the question that the FAQ never mentions
+
+
 def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str, float],
-         weights: Weights = Weights(), coverage: float = 1.0) -> list[Scored]:
-    """Weighted sum of the dense and lexical signals, per entry, best first.
+         weights: FusionWeights = FusionWeights(), coverage: float = 1.0) -> list[Candidate]:
+    """Weighted sum of the dense and lexical signals, per entry, best first (ties by id).
 
     Args:
         dense_q: entry id → best question/alternate cosine.
@@ -73,196 +89,131 @@ def fuse(dense_q: dict[str, float], dense_a: dict[str, float], lexical: dict[str
         coverage: share of the query's tokens that the FAQ's vocabulary knows, in [0, 1]; the
             lexical signal is scaled by it, so one shared word in an otherwise foreign
             question does not count as a lexical match.
-
-    Returns:
-        Every entry that appears in any input, sorted by fused score (ties by id).
     """
     top_lex = max(lexical.values(), default=0.0)
-    ids = set(dense_q) | set(dense_a) | set(lexical)
     out = []
-    for i in ids:
+    for i in set(dense_q) | set(dense_a) | set(lexical):
         q, a = dense_q.get(i, 0.0), dense_a.get(i, 0.0)
         lex = coverage * lexical.get(i, 0.0) / top_lex if top_lex > 0 else 0.0
-        fused = weights.question * q + weights.answer * a + weights.lexical * lex
-        out.append(Scored(i, fused, q, a, lex))
-    out.sort(key=lambda s: (-s.fused, s.id))
+        out.append(Candidate(i, weights.question * q + weights.answer * a + weights.lexical * lex, q, a, lex))
+    out.sort(key=lambda c: (-c.fused, c.id))
     return out
 
 
-def confidence_logit(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(), unknown: int = 0) -> float:
+def confidence_logit(signals: Signals, curve: ConfidenceCurve = ConfidenceCurve()) -> float:
     """The log-odds behind :func:`confidence` (0 is the 0.5 boundary)."""
+    ranked = signals.candidates
     if not ranked:
         return -50.0
     top = ranked[0]
     margin = top.fused - ranked[1].fused if len(ranked) > 1 else top.fused
-    excess = max(0.0, oos - top.question)
-    return (weights.slope * (top.fused - weights.level) + weights.margin_gain * margin
-            - weights.gap_gain * excess - weights.unknown_gain * unknown)
+    # a known-gap example closer to the question than the entry's own questions pulls it down
+    gap = max(0.0, signals.known_gap - top.question)
+    return (curve.slope * (top.fused - curve.level) + curve.margin_gain * margin
+            - curve.gap_gain * gap - curve.unknown_gain * signals.unknown_names)
 
 
-def confidence(ranked: Sequence[Scored], oos: float, weights: Weights = Weights(), unknown: int = 0) -> float:
-    """How likely the first candidate is the right answer, in [0, 1].
-
-    Both the absolute level of the best score and its margin over the runner-up count; a
-    known-gap example closer to the query than the best entry's own questions pulls it down,
-    and so does each product-style name the FAQ never mentions.
-
-    Args:
-        ranked: candidates, best first.
-        oos: best cosine between the query and the known-gap (out-of-scope) examples.
-        weights: the shape of the curve.
-        unknown: how many product-style names in the query the FAQ never mentions.
-
-    Returns:
-        The confidence.
-    """
-    if not ranked:
+def confidence(signals: Signals, curve: ConfidenceCurve = ConfidenceCurve()) -> float:
+    """How likely the first candidate is the right answer, in [0, 1]."""
+    if not signals.candidates:
         return 0.0
-    z = confidence_logit(ranked, oos, weights, unknown)
+    z = confidence_logit(signals, curve)
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-@dataclass
-class Answer:
-    """The engine's answer: the public JSON contract."""
-
-    question: str
-    language: Language
-    match: dict[str, object] | None
-    alternatives: list[dict[str, object]]
-    took_ms: float
-    confidence: float = 0.0  # of the best candidate, also when it fell under the threshold
-    score: float = 0.0  # fused score of the best candidate
-    debug: dict[str, object] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, object]:
-        """Returns the JSON contract shared by the CLI and the HTTP API."""
-        return {"question": self.question, "language": self.language, "match": self.match,
-                "alternatives": self.alternatives, "took_ms": round(self.took_ms, 3)}
-
-
 class Engine:
-    """Answers questions from a knowledge base with a hybrid dense + lexical search."""
+    """Answers questions from a knowledge base with a hybrid dense + lexical search.
 
-    def __init__(self, kb: KnowledgeBase, encoder: Encoder, dense: DenseIndex,
-                 threshold: float = DEFAULT_THRESHOLD, weights: Weights = Weights(), cache_size: int = 1024) -> None:
-        """Wires the parts together (use :meth:`open` to load or build the index).
+    Build it with :meth:`from_settings`; answer with :meth:`ask` or, on an event loop,
+    :meth:`ask_async`. Both clean the question once, serve repeated questions from a cache, and
+    return the same :class:`~qa.contract.Answer`.
+    """
 
-        Args:
-            kb: the knowledge base.
-            encoder: the query encoder (the same model the index was built with).
-            dense: the dense index.
-            threshold: confidence below which there is no match.
-            weights: fusion and confidence shape.
-            cache_size: answers kept for repeated questions (0 disables the cache).
-        """
+    def __init__(self, kb: KnowledgeBase, encoder: Encoder, dense: DenseIndex, *,
+                 threshold: float = DEFAULT_THRESHOLD, cache_size: int = 1024,
+                 fusion: FusionWeights = FusionWeights(), curve: ConfidenceCurve = ConfidenceCurve(),
+                 built: bool = False) -> None:
         self.kb = kb
         self.encoder = encoder
         self.dense = dense
         self.threshold = threshold
-        self.weights = weights
+        self.fusion = fusion
+        self.curve = curve
+        self.built = built  # whether this engine's index was built (not loaded) when it was made
         self.lexical = LexicalIndex(kb.segmenter(), [kb.lexical_document(e) for e in kb.entries],
                                     common_names=kb.common_names)
-        self._owner = np.array([p.owner for p in dense.passages], dtype=object)
-        self._field = np.array([p.field for p in dense.passages], dtype=object)
-        self._is_question = np.isin(self._field, ["question", "alternate"])
-        self._is_answer = self._field == "answer"
-        self._is_oos = self._field == "oos"
+        owners = np.array([p.owner for p in dense.passages], dtype=object)
+        fields = np.array([p.field for p in dense.passages], dtype=object)
+        self._owner = owners
+        self._is_question = np.isin(fields, ["question", "alternate"])
+        self._is_answer = fields == "answer"
+        self._is_known_gap = fields == "known_gap"
         self._cache: OrderedDict[tuple[str, int], Answer] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def open(cls, data_dir: Path, index_dir: Path, encoder: Encoder, *, faq_dir: Path | None = None,
-             rebuild: bool = False, progress: Callable[[int, int], None] | None = None,
-             **kwargs: object) -> Engine:
-        """Loads the knowledge base and the index, building the index when it is missing or stale.
+    def from_settings(cls, settings: Settings, *, encoder: Encoder | None = None, rebuild: bool = False,
+                      serving: bool = False, progress: Callable[[int, int], None] | None = None,
+                      **kwargs: object) -> Engine:
+        """Loads the knowledge base and the index the settings name, building the index when it
+        is missing or stale (see :func:`load_or_build` for when a build is refused).
 
         Args:
-            data_dir: the data folder.
-            index_dir: where the index lives.
-            encoder: the encoder.
-            faq_dir: FAQ folder when not ``data_dir/faq``.
+            settings: data, index, model, threshold, cache size, ``allow_warnings``.
+            encoder: an encoder already loaded (default: load ``settings.model``).
             rebuild: build even when the saved index is current.
+            serving: a good engine is serving already, so any data warning refuses the build.
             progress: ``progress(done, total)`` while building.
-            **kwargs: passed to the constructor (threshold, weights, cache_size).
+            **kwargs: ``fusion`` or ``curve`` (for experiments).
 
-        Returns:
-            A ready engine.
+        Raises:
+            QAError: model, FAQ or index problems; :class:`BuildRefused` for data with warnings.
         """
-        kb = KnowledgeBase.load(data_dir, faq_dir)
-        dense = load_or_build(kb, encoder, Path(index_dir), rebuild=rebuild, progress=progress)
-        return cls(kb, encoder, dense, **kwargs)  # type: ignore[arg-type]
+        encoder = encoder if encoder is not None else load_encoder(settings.model)
+        kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
+        dense, built = load_or_build(kb, encoder, Path(settings.index_dir), rebuild=rebuild,
+                                     allow_warnings=settings.allow_warnings, serving=serving, progress=progress)
+        return cls(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size, built=built,
+                   **kwargs)  # type: ignore[arg-type]
 
     # -- answering -----------------------------------------------------------------------
 
     def ask(self, question: str, top_k: int = 3) -> Answer:
-        """Answers one question.
-
-        Args:
-            question: the question as asked (any language; cut when very long).
-            top_k: how many candidates in all (the match plus alternatives).
-
-        Returns:
-            The answer.
-
-        Raises:
-            InvalidQuestion: when the question is empty or blank.
-        """
-        return self.ask_many([question], top_k)[0]
-
-    def cached(self, question: str, top_k: int = 3) -> Answer | None:
-        """The answer from the cache, without encoding anything; None when it is not there.
-
-        Servers call this on their event loop first, so repeated questions never wait for a
-        worker thread behind questions that need the model.
-
-        Raises:
-            InvalidQuestion: when the question is empty or blank.
-        """
-        start = time.perf_counter()
-        hit = self._cache_get((self.clean(question), top_k))
-        return None if hit is None else _handout(hit, question, start)
-
-    def ask_many(self, questions: Sequence[str], top_k: int = 3) -> list[Answer]:
-        """Answers several questions with one encoder call.
-
-        Args:
-            questions: the questions.
-            top_k: candidates per answer.
-
-        Returns:
-            One answer per question, in order.
-
-        Raises:
-            InvalidQuestion: when any question is empty or blank.
-        """
-        start = time.perf_counter()
-        clean = [self.clean(q) for q in questions]
-        results: list[Answer | None] = [self._cache_get((c, top_k)) for c in clean]
-        fresh = [i for i, r in enumerate(results) if r is None]
-        if fresh:
-            vectors = self.encoder.encode([clean[i] for i in fresh], "query")
-            scores, idx = self.dense.search(vectors)
-            for row, i in enumerate(fresh):
-                results[i] = self._answer_and_cache(clean[i], scores[row], idx[row], top_k)
-        return [_handout(r, q, start) for q, r in zip(questions, results) if r is not None]
-
-    def ask_encoded(self, question: str, vector: np.ndarray, top_k: int = 3, started: float | None = None) -> Answer:
-        """Answers a question whose query vector was computed elsewhere (e.g. off the event loop).
+        """Answers one question (any language; cut when very long).
 
         Args:
             question: the question as asked.
-            vector: its query vector, from this engine's encoder.
-            top_k: candidates in all.
-            started: ``time.perf_counter()`` when answering began, for ``took_ms``.
+            top_k: how many candidates in all (the match plus alternatives).
 
-        Returns:
-            The answer (also cached).
+        Raises:
+            InvalidQuestion: when the question is empty or blank.
         """
-        start = started if started is not None else time.perf_counter()
-        scores, idx = self.dense.search(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        return _handout(self._answer_and_cache(self.clean(question), scores[0], idx[0], top_k), question, start)
+        start = time.perf_counter()
+        clean = self.clean(question)
+        answer = self._cache_get((clean, top_k))
+        if answer is None:
+            answer = self._answer_and_cache(clean, self.encoder.encode([clean], "query"), top_k)
+        return self._for_caller(answer, question, start)
+
+    async def ask_async(self, question: str, top_k: int = 3) -> Answer:
+        """:meth:`ask` for an event loop: a repeated question is answered on the loop at once; a
+        new one awaits the encoder (its ``submit`` when it has one, else a worker thread).
+
+        Raises:
+            InvalidQuestion: when the question is empty or blank.
+        """
+        start = time.perf_counter()
+        clean = self.clean(question)
+        answer = self._cache_get((clean, top_k))
+        if answer is None:
+            submit = getattr(self.encoder, "submit", None)
+            if submit is not None:
+                vectors = await asyncio.wrap_future(submit([clean], "query"))
+            else:
+                vectors = await asyncio.to_thread(self.encoder.encode, [clean], "query")
+            answer = self._answer_and_cache(clean, vectors, top_k)
+        return self._for_caller(answer, question, start)
 
     def warm_up(self) -> None:
         """Runs the answering path once in each language, uncached.
@@ -273,13 +224,7 @@ class Engine:
         """
         for question in ("如何升级 OpenKruise？", "How do I upgrade OpenKruise?"):
             clean = self.clean(question)
-            scores, idx = self.dense.search(self.encoder.encode([clean], "query"))
-            self._answer(clean, scores[0], idx[0], 3)
-
-    def _answer_and_cache(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
-        answer = self._answer(clean, scores, idx, top_k)
-        self._cache_put((clean, top_k), answer)
-        return answer
+            self._answer(clean, self._search(clean, self.encoder.encode([clean], "query")), 3)
 
     @staticmethod
     def clean(question: str) -> str:
@@ -295,44 +240,58 @@ class Engine:
             raise InvalidQuestion("the question is empty")
         return clean
 
-    def signals(self, clean: str, scores: np.ndarray, idx: np.ndarray) -> tuple[list[Scored], float, int]:
-        """Per-entry fused candidates, the best known-gap cosine, and the count of unknown names."""
+    def signals(self, question: str) -> Signals:
+        """The candidates and the other inputs of the confidence, for tuning and ablation scripts."""
+        clean = self.clean(question)
+        return self._search(clean, self.encoder.encode([clean], "query"))
+
+    def _search(self, clean: str, vectors: np.ndarray) -> Signals:
+        scores, idx = self.dense.search(np.asarray(vectors, dtype=np.float32).reshape(1, -1))
         dense_q: dict[str, float] = {}
         dense_a: dict[str, float] = {}
-        oos = 0.0
-        for s, j in zip(scores.tolist(), idx.tolist()):
+        known_gap = 0.0
+        for s, j in zip(scores[0].tolist(), idx[0].tolist()):
             if j < 0:
                 continue
             owner = self._owner[j]
             if self._is_question[j]:
-                if s > dense_q.get(owner, -1.0):
-                    dense_q[owner] = s
+                dense_q[owner] = max(s, dense_q.get(owner, -1.0))
             elif self._is_answer[j]:
                 dense_a[owner] = max(s, dense_a.get(owner, -1.0))
-            elif self._is_oos[j]:
-                oos = max(oos, s)
+            elif self._is_known_gap[j]:
+                known_gap = max(known_gap, s)
         tokens = self.lexical.correct(self.lexical.segmenter.tokens(clean))
-        lex = self.lexical.scores(tokens)
-        lexical = {e.id: float(v) for e, v in zip(self.kb.entries, lex)}
-        ranked = fuse(dense_q, dense_a, lexical, self.weights, self.lexical.coverage(tokens))
-        return ranked, oos, len(self.lexical.unknown_names(clean))
+        lexical = {e.id: float(v) for e, v in zip(self.kb.entries, self.lexical.scores(tokens))}
+        ranked = fuse(dense_q, dense_a, lexical, self.fusion, self.lexical.coverage(tokens))
+        return Signals(ranked, known_gap, len(self.lexical.unknown_names(clean)))
 
-    def _answer(self, clean: str, scores: np.ndarray, idx: np.ndarray, top_k: int) -> Answer:
-        ranked, oos, unknown = self.signals(clean, scores, idx)
-        conf = confidence(ranked, oos, self.weights, unknown)
+    def _answer(self, clean: str, signals: Signals, top_k: int) -> Answer:
+        ranked = signals.candidates
+        conf = confidence(signals, self.curve)
         top_k = max(1, top_k)
         match = None
-        alts_from = 0
         if ranked and conf >= self.threshold:
-            e = self.kb.by_id[ranked[0].id]
-            match = {**_entry_json(e), "score": round(ranked[0].fused, 4), "confidence": round(conf, 4)}
-            alts_from = 1
-            top_k -= 1
-        alternatives = [{"id": s.id, "question": self.kb.by_id[s.id].question, "score": round(s.fused, 4)}
-                        for s in ranked[alts_from:alts_from + max(top_k, 0 if match else 1)]]
-        debug = {"oos": oos, "unknown_names": unknown, "top": ranked[:3]}
-        return Answer(clean, detect_language(clean), match, alternatives, 0.0, conf,
-                      ranked[0].fused if ranked else 0.0, debug)
+            entry = self.kb.by_id[ranked[0].id]
+            match = Match(**dict(entry), score=round(ranked[0].fused, 4), confidence=round(conf, 4))
+            ranked, top_k = ranked[1:], top_k - 1
+        alternatives = tuple(Alternative(id=c.id, question=self.kb.by_id[c.id].question, score=round(c.fused, 4))
+                             for c in ranked[:top_k if match else max(top_k, 1)])
+        answer = Answer(question=clean, language=detect_language(clean), match=match, alternatives=alternatives,
+                        took_ms=0.0)
+        answer._confidence = conf
+        answer._score = signals.candidates[0].fused if signals.candidates else 0.0
+        return answer
+
+    def _answer_and_cache(self, clean: str, vectors: np.ndarray, top_k: int) -> Answer:
+        answer = self._answer(clean, self._search(clean, vectors), top_k)
+        self._cache_put((clean, top_k), answer)
+        return answer
+
+    @staticmethod
+    def _for_caller(answer: Answer, question: str, start: float) -> Answer:
+        """The answer with the question as asked and the time taken (answers are frozen, so the
+        cached one is shared safely)."""
+        return answer.model_copy(update={"question": question, "took_ms": (time.perf_counter() - start) * 1000})
 
     # -- cache -----------------------------------------------------------------------------
 
@@ -355,7 +314,7 @@ class Engine:
 
     # -- browsing ----------------------------------------------------------------------------
 
-    def entry(self, entry_id: str) -> dict[str, object]:
+    def entry(self, entry_id: str) -> Entry:
         """One entry in full.
 
         Raises:
@@ -364,47 +323,40 @@ class Engine:
         e = self.kb.by_id.get(entry_id)
         if e is None:
             raise UnknownEntry(entry_id)
-        return _entry_json(e)
+        return e
 
-    def entries(self) -> list[dict[str, str]]:
-        """Every entry's id, section and question."""
-        return [{"id": e.id, "section": e.section, "question": e.question} for e in self.kb.entries]
-
-
-def _handout(answer: Answer, question: str, start: float) -> Answer:
-    """A copy for the caller, with the question as asked and the time taken; editing it cannot
-    change what the cache hands out next."""
-    return replace(answer, question=question, took_ms=(time.perf_counter() - start) * 1000,
-                   match=copy.deepcopy(answer.match), alternatives=copy.deepcopy(answer.alternatives))
-
-
-def _entry_json(e: Entry) -> dict[str, object]:
-    return {"id": e.id, "section": e.section, "question": e.question, "answer": e.answer,
-            "commands": [{"language": c.language, "code": c.code} for c in e.commands]}
+    def entries(self) -> list[Entry]:
+        """Every entry, in FAQ order."""
+        return list(self.kb.entries)
 
 
 def load_or_build(kb: KnowledgeBase, encoder: Encoder, index_dir: Path, *, rebuild: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> DenseIndex:
+                  allow_warnings: bool = False, serving: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[DenseIndex, bool]:
     """Loads the saved index when it is current and intact; otherwise builds and saves a new one.
 
-    Args:
-        kb: the knowledge base (its data hash decides staleness).
-        encoder: the encoder (its name decides staleness).
-        index_dir: the index folder.
-        rebuild: build regardless.
-        progress: ``progress(done, total)`` while building.
+    One rule for every caller: data with warnings (an unclosed fence, an unknown id, a file that
+    does not parse) never replaces a good index, whether it is saved in ``index_dir`` or serving
+    (``serving``), unless ``allow_warnings``. With no index anywhere (a first build) what loaded
+    is built, and the warnings are the caller's to show.
 
     Returns:
-        The dense index.
+        The index, and whether it was built now (False: loaded as it was).
+
+    Raises:
+        BuildRefused: the data has warnings and a good index exists.
     """
     if not rebuild:
         try:
-            return DenseIndex.load(index_dir, encoder.name, kb.data_hash)
+            return DenseIndex.load(index_dir, encoder.name, kb.data_hash), False
         except IndexCorrupt as exc:
             if DenseIndex.read_manifest(index_dir) is None:
                 log.info("no index in %s yet; building it", index_dir)
             else:
-                log.warning("rebuilding the index in %s: %s", index_dir, exc)
+                log.info("the index in %s needs a rebuild: %s", index_dir, exc)
+    if kb.warnings and not allow_warnings and (serving or DenseIndex.read_manifest(index_dir) is not None):
+        raise BuildRefused(kb.warnings, "the last good index is kept" if serving else
+                           f"the index in {index_dir} was left as it is")
     passages = kb.passages()
     done = 0
 
@@ -420,4 +372,4 @@ def load_or_build(kb: KnowledgeBase, encoder: Encoder, index_dir: Path, *, rebui
     except OSError as exc:
         log.warning("index built but not saved to %s: %s (answering from memory)", index_dir, exc)
     log.info("index built: %d passages in %.2fs", len(dense), dense.build_seconds)
-    return dense
+    return dense, True

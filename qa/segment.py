@@ -19,6 +19,7 @@ from typing import Literal
 import jieba
 
 log = logging.getLogger(__name__)
+jieba.setLogLevel(logging.WARNING)  # jieba sets its own logger to DEBUG on import, with a stderr handler
 
 Language = Literal["zh", "en", "mixed"]
 

@@ -1,7 +1,8 @@
 """Configuration: the one place that reads the environment (``QA_`` prefix, or a ``.env`` file).
 
 The server extends these settings with its own (``server.settings.ServerSettings``); library
-classes never read the environment and take plain arguments instead.
+classes never read the environment and take plain arguments (or a settings object) instead.
+This module imports nothing heavy, so ``qa --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qa.encoders import DEFAULT_MODEL
-from qa.search import DEFAULT_THRESHOLD
-
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "multilingual-e5-small"
+DEFAULT_THRESHOLD = 0.5
+MAX_QUESTION_CHARS = 4000  # the engine cuts longer questions; the encoder cuts again at its token limit
 
 
 class Settings(BaseSettings):
@@ -29,3 +30,5 @@ class Settings(BaseSettings):
     index_dir: Path = Field(ROOT / "index", description="where the built index is kept")
     threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="confidence below which there is no match")
     cache_size: int = Field(1024, ge=0, description="answers kept for repeated questions")
+    allow_warnings: bool = Field(False, description="build the index even when the FAQ or data files have "
+                                                    "problems and a good index exists (which they would replace)")

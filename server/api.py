@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from qa.encoders import BatchingEncoder
+from qa.contract import Answer, AskRequest, Entry, EntrySummary, TextPart
 from qa.errors import InvalidQuestion, UnknownEntry
-from qa.search import Answer, Engine
-from server.models import AnswerModel, AskRequest, EntryModel, EntrySummary, ErrorModel
+from qa.markdown import tree
+from qa.search import Engine
+from server.models import ErrorModel
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +28,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorModel, "description": "Too many requests"},
     503: {"model": ErrorModel, "description": "The index is not loaded yet"},
 }
-
-
-async def answer_question(engine: Engine, question: str, top_k: int) -> Answer:
-    """The cache on the event loop; else the batching encoder's worker, awaited without a thread of ours.
-
-    Raises:
-        InvalidQuestion: when the question is empty or blank.
-    """
-    started = time.perf_counter()
-    answer = engine.cached(question, top_k)
-    if answer is not None:
-        return answer
-    encoder = engine.encoder
-    if isinstance(encoder, BatchingEncoder):
-        vectors = await asyncio.wrap_future(encoder.submit([engine.clean(question)], "query"))
-        return engine.ask_encoded(question, vectors[0], top_k, started)
-    return await run_in_threadpool(engine.ask, question, top_k)
 
 
 def current_engine(request: Request) -> Engine:
@@ -97,7 +79,7 @@ async def parse_json_body(request: Request, model: type[BaseModel]) -> BaseModel
         raise HTTPException(422, f"{where}: {err['msg']}" if where else err["msg"]) from None
 
 
-@router.post("/api/ask", response_model=AnswerModel, responses=ERRORS, summary="Ask a question",
+@router.post("/api/ask", response_model=Answer, responses=ERRORS, summary="Ask a question",
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": AskRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
                  "examples": {
@@ -106,7 +88,7 @@ async def parse_json_body(request: Request, model: type[BaseModel]) -> BaseModel
                      "error": {"summary": "A pasted error", "value": {"question": "failed calling webhook "
                                "\"vpod.kb.io\": no endpoints available for service \"kruise-webhook-service\""}},
                  }}}}})
-async def post_ask(request: Request) -> dict[str, object]:
+async def post_ask(request: Request) -> Response:
     """Answers a question with the best FAQ entry, its commands, a confidence and alternatives."""
     body = await parse_json_body(request, AskRequest)
     assert isinstance(body, AskRequest)
@@ -115,26 +97,28 @@ async def post_ask(request: Request) -> dict[str, object]:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
     try:
-        answer = await answer_question(engine, body.question, body.top_k)
+        answer = await engine.ask_async(body.question, body.top_k)
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
-    out = answer.to_dict()
-    request.app.state.metrics.observe_answer(out, "api", answer.confidence)
-    return out
+    request.app.state.metrics.observe_answer(answer, "api")
+    if body.tree and answer.match is not None:
+        parts = tuple(p.model_copy(update={"tree": tree(p.markdown)}) if isinstance(p, TextPart) else p
+                      for p in answer.match.answer)
+        answer = answer.model_copy(update={"match": answer.match.model_copy(update={"answer": parts})})
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.get("/api/faq", response_model=list[EntrySummary], summary="List the FAQ entries", responses=ERRORS)
-async def list_faq(request: Request) -> list[dict[str, str]]:
+async def list_faq(request: Request) -> list[EntrySummary]:
     """Every entry's id, section and question."""
-    return current_engine(request).entries()
+    return [EntrySummary(id=e.id, section=e.section, question=e.question) for e in current_engine(request).entries()]
 
 
-@router.get("/api/faq/{entry_id}", response_model=EntryModel, summary="One FAQ entry in full",
+@router.get("/api/faq/{entry_id}", response_model=Entry, summary="One FAQ entry in full",
             responses={404: {"model": ErrorModel, "description": "No entry with that id"}, **ERRORS})
-async def get_faq_entry(entry_id: str, request: Request) -> dict[str, object]:
-    """An entry with its answer markdown and commands."""
+async def get_faq_entry(entry_id: str, request: Request) -> Entry:
+    """An entry with its answer as parts: text and commands, in order."""
     try:
         return current_engine(request).entry(entry_id)
     except UnknownEntry:
         raise HTTPException(404, f"no FAQ entry with id {entry_id!r}") from None
-

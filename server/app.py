@@ -15,9 +15,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qa.encoders import BatchingEncoder, load_encoder
+from qa.encoders import load_encoder
 from qa.errors import QAError
 from qa.search import Engine
+from server.batching import BatchingEncoder
 from server.models import error_response
 from server.observability import Metrics, ObserveMiddleware
 from server.ratelimit import RateLimiter, RateLimitMiddleware
@@ -46,20 +47,26 @@ class EngineHolder:
             self.error = reason
 
 
-def load_engine(settings: ServerSettings, rebuild: bool = False) -> Engine:
-    """Loads the encoder and the index the settings name (building the index when needed).
+def load_engine(settings: ServerSettings, serving: Engine | None = None) -> Engine:
+    """The server's engine, at start-up and on every reload: built from the settings, warmed up.
+
+    Args:
+        settings: what to load.
+        serving: the engine serving now, if any: its encoder is reused, and data with warnings
+            is refused (the last good index keeps serving).
 
     Raises:
-        QAError: model, FAQ or index problems.
+        QAError: model, FAQ or index problems (BuildRefused for data with warnings).
     """
     # One thread owns the encoder and merges concurrent questions into batches (see BatchingEncoder).
-    encoder = BatchingEncoder(load_encoder(settings.model))
+    fresh = BatchingEncoder(load_encoder(settings.model)) if serving is None else None
+    encoder = serving.encoder if serving is not None else fresh
     try:
-        engine = Engine.open(settings.data_dir, settings.index_dir, encoder, faq_dir=settings.faq_dir,
-                             rebuild=rebuild, threshold=settings.threshold, cache_size=settings.cache_size)
+        engine = Engine.from_settings(settings, encoder=encoder, serving=serving is not None)
         engine.warm_up()
     except BaseException:
-        encoder.close()  # a failed start-up keeps no worker thread; a reload loads the model again
+        if fresh is not None:
+            fresh.close()  # a failed load keeps no worker thread; the next attempt loads the model again
         raise
     return engine
 
@@ -77,7 +84,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         settings: configuration (default: from the environment).
         engine: a ready engine (tests pass a small one); without it the lifespan loads one in
             the background, and ``/readyz`` answers 503 until it is there.
-        loader: how to load an engine (default :func:`load_engine`).
+        loader: how to load an engine, at start-up and on reloads (default :func:`load_engine`).
 
     Returns:
         The FastAPI app.
@@ -85,7 +92,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     settings = settings or ServerSettings()
     metrics = Metrics()
     holder = EngineHolder(engine)
-    load = loader or load_engine
+    load: Callable[..., Engine] = loader or load_engine
 
     def publish(e: Engine) -> None:
         holder.set(e)
@@ -95,7 +102,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         manifest = e.dense.read_manifest(settings.index_dir) or {}
         metrics.build_info.labels(e.dense.model, e.dense.data_hash, str(manifest.get("built_at", ""))).set(1)
 
-    reloader = Reloader(settings, lambda: holder.engine, publish, holder.fail,
+    reloader = Reloader(settings, lambda: holder.engine, load, publish, holder.fail,
                         lambda result: metrics.reloads.labels(result).inc())
 
     @asynccontextmanager

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qa.contract import Answer
 from server.models import error_response
 
 log = logging.getLogger("server.access")
@@ -38,10 +39,10 @@ class Metrics:
                                 ["model", "data_hash", "built_at"], registry=r)
         self.reloads = Counter("qa_index_reloads_total", "Index reloads by result", ["result"], registry=r)
 
-    def observe_answer(self, answer: dict[str, object], surface: str, conf: float) -> None:
-        """Counts an answer and records its confidence."""
-        self.answers.labels("answered" if answer.get("match") else "no_answer", surface).inc()
-        self.confidence.observe(conf)
+    def observe_answer(self, answer: Answer, surface: str) -> None:
+        """Counts an answer and records its best candidate's confidence."""
+        self.answers.labels("answered" if answer.match else "no_answer", surface).inc()
+        self.confidence.observe(answer.confidence)
 
 
 class JsonFormatter(logging.Formatter):

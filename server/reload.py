@@ -1,7 +1,8 @@
 """Hot reload: rebuild the engine from the data folder in the background, swap it in whole.
 
 A reload that finds a parse problem (any warning, or no entry at all) keeps the last good
-engine serving and reports the problem, with file and line, on ``/readyz``.
+engine serving and reports the problem, with file and line, on ``/readyz`` (the rule is
+:func:`qa.search.load_or_build`'s).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qa.encoders import BatchingEncoder, Encoder, load_encoder
 from qa.errors import QAError
-from qa.knowledge import KnowledgeBase
-from qa.search import Engine, load_or_build
+from qa.search import Engine
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -24,48 +23,16 @@ log = logging.getLogger(__name__)
 WATCHED_SUFFIXES = (".md", ".yaml", ".yml", ".tsv", ".txt")
 
 
-class ReloadRejected(QAError):
-    """The new data does not parse cleanly; the old engine stays."""
-
-
-def rebuild_engine(settings: ServerSettings, encoder: Encoder | None = None) -> Engine:
-    """Loads the data again and returns a new engine (the index rebuilt when the data changed).
-
-    Args:
-        settings: where the data and index are.
-        encoder: the encoder already loaded (reused; loading it again would be wasted work).
-
-    Returns:
-        The new engine.
-
-    Raises:
-        ReloadRejected: when any file has a parse warning.
-        QAError: when nothing can be loaded.
-    """
-    kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
-    if kb.warnings:
-        raise ReloadRejected("; ".join(str(w) for w in kb.warnings[:3]))
-    # Nothing serving (the start-up load failed): this reload loads a model of its own.
-    fresh = BatchingEncoder(load_encoder(settings.model)) if encoder is None else None
-    encoder = encoder or fresh
-    assert encoder is not None
-    try:
-        dense = load_or_build(kb, encoder, settings.index_dir)
-    except BaseException:
-        if fresh is not None:
-            fresh.close()  # its worker thread and model go with it
-        raise
-    return Engine(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size)
-
-
 class Reloader:
     """Runs one reload at a time and remembers how the last one went."""
 
     def __init__(self, settings: ServerSettings, current: Callable[[], Engine | None],
+                 load: Callable[[ServerSettings, Engine | None], Engine],
                  publish: Callable[[Engine], None], fail: Callable[[str], None],
                  on_result: Callable[[str], None] = lambda result: None) -> None:
         self.settings = settings
         self._current = current
+        self._load = load
         self._publish = publish
         self._fail = fail
         self._on_result = on_result
@@ -83,9 +50,8 @@ class Reloader:
         """
         with self._lock:
             start = time.perf_counter()
-            old = self._current()
             try:
-                engine = rebuild_engine(self.settings, old.encoder if old else None)
+                engine = self._load(self.settings, self._current())
             except Exception as exc:  # QAError, or anything unexpected: the old engine keeps serving
                 if not isinstance(exc, QAError):
                     log.exception("unexpected error while reloading")

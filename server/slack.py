@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from slack_sdk.signature import SignatureVerifier
 
 from qa.errors import InvalidQuestion
-from server.api import answer_question, read_body
+from server.api import read_body
 from server.models import ErrorModel
 from server.slack_render import render_answer, render_error, render_usage
 
@@ -84,11 +84,10 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                          "机器人正在加载索引，请稍后再试。"))
     engine = holder.engine
     try:
-        answer = await answer_question(engine, text, 3)
+        answer = await engine.ask_async(text, 3)
     except InvalidQuestion as exc:
         return JSONResponse(render_error(str(exc)))
-    out = answer.to_dict()
-    request.app.state.metrics.observe_answer(out, "slack", answer.confidence)
+    request.app.state.metrics.observe_answer(answer, "slack")
     log.info("slack: team=%s user=%s channel=%s matched=%s", form.get("team_id", ""), form.get("user_id", ""),
-             form.get("channel_id", ""), answer.match["id"] if answer.match else None)
-    return JSONResponse(render_answer(out, share=share))
+             form.get("channel_id", ""), answer.match.id if answer.match else None)
+    return JSONResponse(render_answer(answer, share=share))

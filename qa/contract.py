@@ -1,0 +1,220 @@
+"""The public shape of an answer: the one definition, used by the engine, the CLI's ``--json``,
+the HTTP API (and its OpenAPI schema), the Slack and page renderers, and the tests.
+
+An entry's answer is an ordered list of parts, built once by the parser: markdown text, and
+commands (each fenced block of the FAQ, with its language). Surfaces render parts in order and
+never look for fences themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_serializer
+
+Language = Literal["zh", "en", "mixed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Node(_Frozen):
+    """One node of a text part's syntax tree (markdown-it-py's reading of the markdown).
+
+    Block types: ``paragraph``, ``heading`` (``level``), ``bullet_list``, ``ordered_list``
+    (``start``), ``list_item``, ``blockquote``, ``code_block`` (``text``), ``hr``, ``table``,
+    ``thead``, ``tbody``, ``tr``, ``th``, ``td``. Inline types: ``text`` and ``code`` (``text``),
+    ``strong``, ``em``, ``s``, ``link`` (``href``, http(s) and mailto only; other links become
+    their text), ``softbreak``, ``hardbreak``. Unset keys are left out of the JSON.
+    """
+
+    type: str
+    text: str | None = None
+    href: str | None = None
+    level: int | None = None
+    start: int | None = None
+    children: tuple[Node, ...] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class TextPart(_Frozen):
+    """Markdown prose of an answer (no fenced blocks: those are commands)."""
+
+    type: Literal["text"] = "text"
+    markdown: str
+    tree: tuple[Node, ...] | None = Field(None, description="The markdown as a syntax tree; sent only when "
+                                                            "asked for (`\"tree\": true`), for the chat page.")
+
+    @model_serializer(mode="wrap")
+    def _drop_tree(self, handler: Any) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("tree") is None:
+            out.pop("tree", None)
+        return out
+
+
+class CommandPart(_Frozen):
+    """A command or file from the answer, ready to copy."""
+
+    type: Literal["command"] = "command"
+    language: str = Field(..., examples=["bash"], description="The fence's language; 'text' when it had none.")
+    code: str
+
+
+Part = Annotated[TextPart | CommandPart, Field(discriminator="type")]
+
+
+class EntrySummary(_Frozen):
+    """An entry in the FAQ listing."""
+
+    id: str = Field(..., examples=["588bd71b"], description="Stable: a hash of the question text.")
+    section: str = Field(..., examples=["性能和扩缩"])
+    question: str = Field(..., examples=["原地更新有哪些限制？"])
+
+
+class Translation(_Frozen):
+    """An entry's question and answer in another language, kept by the maintainers."""
+
+    language: str = Field(..., examples=["en"])
+    question: str
+    answer: tuple[Part, ...]
+
+
+class Entry(EntrySummary):
+    """An entry in full: its answer as parts, in order."""
+
+    answer: tuple[Part, ...] = Field(..., description="Text and commands in the order the FAQ gives them.")
+
+    _source: str = PrivateAttr("")
+    _line: int = PrivateAttr(0)
+
+    @property
+    def source_file(self) -> str:
+        """The file the entry was read from."""
+        return self._source
+
+    @property
+    def line(self) -> int:
+        """The line of its question heading."""
+        return self._line
+
+    @property
+    def commands(self) -> list[CommandPart]:
+        """The command parts, in order."""
+        return [p for p in self.answer if isinstance(p, CommandPart)]
+
+    @property
+    def markdown(self) -> str:
+        """The answer as one markdown document, commands as fenced blocks (what search reads)."""
+        return to_markdown(self.answer)
+
+
+def to_markdown(parts: tuple[Part, ...]) -> str:
+    """Parts back into one markdown document; commands become fenced blocks."""
+    out = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            out.append(p.markdown)
+        else:
+            fence = "`" * max(3, _longest_backtick_run(p.code) + 1)
+            out.append(f"{fence}{'' if p.language == 'text' else p.language}\n{p.code}\n{fence}")
+    return "\n\n".join(out)
+
+
+def _longest_backtick_run(code: str) -> int:
+    run = best = 0
+    for ch in code:
+        run = run + 1 if ch == "`" else 0
+        best = max(best, run)
+    return best
+
+
+class Match(Entry):
+    """The FAQ entry that answers the question."""
+
+    score: float = Field(..., description="Fused retrieval score of the entry.")
+    confidence: float = Field(..., ge=0, le=1, description="How likely this is the right answer.")
+
+
+class Alternative(_Frozen):
+    """A "did you mean" candidate, or a nearest question when there is no match."""
+
+    id: str
+    question: str
+    score: float
+
+
+class Answer(_Frozen):
+    """What every surface shows for a question."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "question": "原地升级能改 CPU 和内存吗", "language": "zh",
+        "match": {"id": "588bd71b", "section": "性能和扩缩", "question": "原地更新有哪些限制？",
+                  "answer": [{"type": "text", "markdown": "原地更新有一些约束：…"}], "score": 0.91,
+                  "confidence": 0.97},
+        "alternatives": [{"id": "501d1485", "question": "原地更新如何提高性能？", "score": 0.83}],
+        "took_ms": 9.2}, {
+        "question": "how do I bake bread", "language": "en", "match": None,
+        "alternatives": [{"id": "699c02b9", "question": "生产部署的最佳实践是什么？", "score": 0.61}],
+        "took_ms": 8.7}]})
+
+    question: str = Field(..., description="The question as asked.")
+    language: Language
+    match: Match | None = Field(..., description="null when the FAQ has no good answer.")
+    alternatives: tuple[Alternative, ...] = Field(..., description="Did you mean (with a match), or the "
+                                                                   "nearest questions (without).")
+    took_ms: float
+
+    # Not part of the JSON: the best candidate's confidence and score, also when it fell under the threshold.
+    _confidence: float = PrivateAttr(0.0)
+    _score: float = PrivateAttr(0.0)
+
+    @field_serializer("took_ms")
+    def _round_ms(self, v: float) -> float:
+        return round(v, 3)
+
+    @property
+    def confidence(self) -> float:
+        """The best candidate's confidence, whether or not it was good enough to be the match."""
+        return self._confidence
+
+    @property
+    def score(self) -> float:
+        """The best candidate's fused score."""
+        return self._score
+
+    @property
+    def ranking(self) -> list[str]:
+        """Entry ids, best first: the match (if any), then the alternatives."""
+        return ([self.match.id] if self.match else []) + [a.id for a in self.alternatives]
+
+
+class AskRequest(BaseModel):
+    """A question for the bot."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"question": "原地升级能改 CPU 和内存吗？", "top_k": 3},
+        {"question": "How do I inject a sidecar into existing pods?"},
+    ]})
+
+    question: str = Field(..., min_length=1, description="The question, in Chinese, English or both; an error "
+                          "message may be pasted as it is.", examples=["pod stuck in PreparingUpdate"])
+    top_k: int = Field(3, ge=1, le=10, description="Candidates in all: the match plus alternatives.")
+    tree: bool = Field(False, description="Also send each text part as a syntax tree (what the chat page renders).")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(..., examples=["invalid_request"])
+    message: str = Field(..., examples=["question: String should have at least 1 character"])
+
+
+class ErrorBody(BaseModel):
+    """Every error response of the HTTP API, and each failed line of ``qa ask --json -``."""
+
+    error: ErrorDetail
