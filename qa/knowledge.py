@@ -188,13 +188,15 @@ def _read_yaml(path: Path, warnings: list[ParseWarning]) -> tuple[Any, yaml.Node
         return None, None
 
 
-def _line(node: yaml.Node | None, loc: tuple[Any, ...] = ()) -> int:
-    """The 1-based line of the value at ``loc`` (keys and indexes) in a YAML node tree."""
+def _line(node: yaml.Node | None, loc: tuple[Any, ...] = (), key: bool = False) -> int:
+    """The 1-based line of the value at ``loc`` (keys and indexes) in a YAML node tree; with
+    ``key``, of the last key itself."""
     if node is None:
         return 0
-    for step in loc:
+    for n, step in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
-            found = next((v for k, v in node.value if k.value == str(step)), None)
+            pair = next(((k, v) for k, v in node.value if k.value == str(step)), None)
+            found = None if pair is None else pair[0] if key and n == len(loc) - 1 else pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
             found = node.value[step]
         else:
@@ -224,7 +226,7 @@ def _mapping_items(path: Path, adapter: TypeAdapter[Any], ids: set[str],
     for key, value in raw.items():
         key = str(key)
         if key not in ids:
-            warnings.append(ParseWarning(path.name, _line(node, (key,)), f"unknown entry id {key!r}; ignored"))
+            warnings.append(ParseWarning(path.name, _line(node, (key,), key=True), f"unknown entry id {key!r}; ignored"))
             continue
         try:
             yield key, adapter.validate_python(value)

@@ -353,7 +353,7 @@ def load_or_build(kb: KnowledgeBase, encoder: Encoder, index_dir: Path, *, rebui
             if DenseIndex.read_manifest(index_dir) is None:
                 log.info("no index in %s yet; building it", index_dir)
             else:
-                log.info("the index in %s needs a rebuild: %s", index_dir, exc)
+                log.warning("rebuilding the index in %s: %s", index_dir, exc)
     if kb.warnings and not allow_warnings and (serving or DenseIndex.read_manifest(index_dir) is not None):
         raise BuildRefused(kb.warnings, "the last good index is kept" if serving else
                            f"the index in {index_dir} was left as it is")

@@ -1,4 +1,5 @@
-"""Shared fixtures of the answer-engine tests: a tiny bilingual FAQ on disk and a HashEncoder engine.
+"""Shared fixtures of the answer-engine tests: the tiny bilingual FAQ (tiny_faq.py) on disk and a
+HashEncoder engine over it.
 
 jieba, BM25 and FAISS run for real; only the neural model is replaced by the deterministic
 :class:`qa.encoders.HashEncoder`, under which a question asked verbatim has cosine 1 with its
@@ -7,167 +8,31 @@ own passage.
 
 from __future__ import annotations
 
-import logging
-import sys
-import textwrap
 from pathlib import Path
 
-import jieba
 import pytest
+from tiny_faq import open_engine, write_tiny_data
 
-from qa.encoders import HashEncoder
-from qa.faq import entry_id
 from qa.search import Engine
-
-# The test modules import the constants and helpers below with ``from tiny_faq import ...``. Every
-# conftest.py of this tree is imported as the top-level module "conftest" (the folders have no
-# __init__.py), so ``from conftest import ...`` would get whichever one was loaded last.
-sys.modules.setdefault("tiny_faq", sys.modules[__name__])
-
-jieba.setLogLevel(logging.WARNING)
-logging.getLogger("jieba").setLevel(logging.WARNING)
-logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-ROOT = Path(__file__).resolve().parent.parent
-REAL_DATA = ROOT / "data"
-
-# The tiny FAQ's questions as the parser must return them (prefix, emphasis and backticks gone).
-Q_CPU = "原地升级能修改容器的 CPU 和内存吗？"
-Q_STUCK = "为什么我的 Pod 卡在 PreparingUpdate 状态？"
-Q_SIDECAR = "How do I inject a sidecar container into existing pods?"
-Q_UNINSTALL = "Why does helm uninstall of Kruise fail with kruise-finalizer BackoffLimitExceeded?"
-Q_CLONESET = "CloneSet 和 Deployment 有什么区别？"
-TINY_QUESTIONS = [Q_CPU, Q_STUCK, Q_SIDECAR, Q_UNINSTALL, Q_CLONESET]
-TINY_IDS = {q: entry_id(q) for q in TINY_QUESTIONS}
-
-SECTION_CPU = "原地升级 / 资源"
-SECTION_STUCK = "原地升级 / 状态"
-SECTION_SIDECAR = "Sidecar"
-SECTION_UNINSTALL = "Uninstall / Helm"
-SECTION_CLONESET = "工作负载"
-
-STUCK_BASH = "kubectl logs -n kruise-system deploy/kruise-controller-manager\nkubectl describe pod my-pod"
-SIDECAR_YAML = "apiVersion: apps.kruise.io/v1alpha1\nkind: SidecarSet\nmetadata:\n  name: logging-sidecar"
-
-TINY_MD = textwrap.dedent("""\
-    # 常见问题
-
-    ## 原地升级
-
-    ### 资源
-
-    #### Q：原地升级能修改容器的 `CPU` 和内存吗？
-
-    A：可以。自 v1.8.0 起，开启 `InPlaceWorkloadVerticalScaling` 功能门后，CloneSet 和 Advanced StatefulSet
-    支持原地修改容器资源（CPU/内存）。
-
-    ### 状态
-
-    #### **Q**：为什么我的 Pod 卡在 **PreparingUpdate** 状态？
-
-    **A**：通常是镜像预下载还没完成，或就绪网关未满足。查看 kruise-manager 的日志：
-
-    ```bash
-    kubectl logs -n kruise-system deploy/kruise-controller-manager
-    kubectl describe pod my-pod
-    ```
-
-    ## Sidecar
-
-    #### **Q**：How do I inject a *sidecar* container into existing pods?
-
-    **A**：Create a SidecarSet (see [the concepts](file:///Users/me/doc.md#L1) and
-    [the user manual](https://openkruise.io/docs/user-manuals/sidecarset)); new pods get the sidecar at creation:
-
-    ```yaml
-    apiVersion: apps.kruise.io/v1alpha1
-    kind: SidecarSet
-    metadata:
-      name: logging-sidecar
-    ```
-
-    ## Uninstall
-
-    ### Helm
-
-    #### Q：Why does helm uninstall of Kruise fail with kruise-finalizer BackoffLimitExceeded?
-
-    A：Since 1.7.3 a pre-delete hook blocks the uninstall while Kruise custom resources exist.
-    Delete the CloneSets and Advanced StatefulSets first.
-
-    ## 工作负载
-
-    #### **Q**：CloneSet 和 Deployment 有什么区别？
-
-    **A**：CloneSet 支持原地升级、指定 Pod 删除和 PVC 模板，Deployment 只能重建 Pod。
-    """)
-
-ALT_SIDECAR = "边车怎么注入到已经在跑的 Pod 里？"
-ALT_UNINSTALL = "helm 卸载 Kruise 报错 kruise-finalizer 怎么办"
-ALTERNATES_YAML = textwrap.dedent(f"""\
-    # alternate phrasings
-    "{TINY_IDS[Q_SIDECAR]}":
-      - "{ALT_SIDECAR}"
-      - "add a sidecar to running pods"
-    "{TINY_IDS[Q_UNINSTALL]}":
-      - "{ALT_UNINSTALL}"
-    """)
-
-GLOSSARY_TSV = textwrap.dedent("""\
-    # synonym groups
-    sidecar | sidecar container | 边车 | 边车容器
-    in-place update | in-place | 原地升级 | 原地更新
-    uninstall | 卸载
-    """)
-
-TERMS_TXT = textwrap.dedent("""\
-    # domain terms
-    kruise-manager
-    kruise-controller-manager
-    PreparingUpdate
-    Advanced StatefulSet
-    CloneSet
-    SidecarSet
-    InPlaceWorkloadVerticalScaling
-    """)
-
-OOS_Q = "how do I bake sourdough bread at home"
-OUT_OF_SCOPE_YAML = textwrap.dedent(f"""\
-    - topic: baking
-      examples:
-        - "{OOS_Q}"
-        - "best oven temperature for a baguette"
-    """)
-
-
-def write_tiny_data(data_dir: Path, markdown: str = TINY_MD) -> Path:
-    """Writes the tiny data folder: faq/tiny.md plus the four optional data files."""
-    (data_dir / "faq").mkdir(parents=True, exist_ok=True)
-    (data_dir / "faq" / "tiny.md").write_text(markdown, encoding="utf-8")
-    (data_dir / "alternates.yaml").write_text(ALTERNATES_YAML, encoding="utf-8")
-    (data_dir / "glossary.tsv").write_text(GLOSSARY_TSV, encoding="utf-8")
-    (data_dir / "terms.txt").write_text(TERMS_TXT, encoding="utf-8")
-    (data_dir / "out_of_scope.yaml").write_text(OUT_OF_SCOPE_YAML, encoding="utf-8")
-    return data_dir
 
 
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     """A data folder with the tiny FAQ (5 entries) and small alternates, glossary, terms, out-of-scope files.
 
-    This test's own copy: edit it freely, then open an engine on it with ``Engine.open``.
+    This test's own copy: edit it freely, then open an engine on it with ``tiny_faq.open_engine``.
     """
     return write_tiny_data(tmp_path / "data")
 
 
 @pytest.fixture(scope="session")
 def _tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """``Engine.open`` over an untouched copy of the tiny data, with its index in a tmp folder.
+    """An engine over an untouched copy of the tiny data, with its index in a tmp folder.
 
     Opened once per session: each opening loads jieba's dictionary (about half a second).
     """
     root = tmp_path_factory.mktemp("tiny")
-    return Engine.open(write_tiny_data(root / "data"), root / "index", HashEncoder())
+    return open_engine(write_tiny_data(root / "data"), root / "index")
 
 
 @pytest.fixture

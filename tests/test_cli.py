@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_faq import ALT_SIDECAR, OOS_Q, Q_CPU, Q_SIDECAR, Q_STUCK, ROOT, TINY_IDS, TINY_QUESTIONS
+from tiny_faq import ALT_SIDECAR, OOS_Q, Q_CPU, Q_SIDECAR, Q_STUCK, ROOT, STUCK_BASH, TINY_IDS, TINY_QUESTIONS
 
 from qa.cli import main
+from qa.contract import Answer
 from qa.index import MANIFEST, PASSAGES, VECTORS
 
-ANSWER_KEYS = {"question", "language", "match", "alternatives", "took_ms"}
-MATCH_KEYS = {"id", "section", "question", "answer", "commands", "score", "confidence"}
 METRICS = ["top1", "rank1", "mrr", "recall@3", "false_reject", "rejected"]
 QA_SCRIPT = Path(sys.executable).parent / "qa"
 
@@ -56,15 +55,12 @@ def assert_one_line_error(err: str) -> None:
 def test_ask_json_prints_the_contract(cli) -> None:  # type: ignore[no-untyped-def]
     status, out, err = cli("ask", "--json", Q_STUCK)
     assert (status, err) == (0, "")
-    body = json.loads(out)
-    assert set(body) == ANSWER_KEYS
-    assert (body["question"], body["language"]) == (Q_STUCK, "zh")
-    assert set(body["match"]) == MATCH_KEYS
-    assert body["match"]["id"] == TINY_IDS[Q_STUCK]
-    assert body["match"]["question"] == Q_STUCK
-    assert body["match"]["commands"][0]["language"] == "bash"
-    assert len(body["alternatives"]) == 2
-    assert all(set(a) == {"id", "question", "score"} for a in body["alternatives"])
+    answer = Answer.model_validate_json(out)
+    assert (answer.question, answer.language) == (Q_STUCK, "zh")
+    assert answer.match is not None
+    assert (answer.match.id, answer.match.question) == (TINY_IDS[Q_STUCK], Q_STUCK)
+    assert answer.match.commands[0].language == "bash"
+    assert len(answer.alternatives) == 2
     assert "\\u" not in out  # Chinese printed as is
 
 
@@ -115,10 +111,9 @@ def test_ask_stdin_prints_one_json_line_per_question(cli) -> None:  # type: igno
     assert (status, err) == (0, "")
     lines = out.splitlines()
     assert len(lines) == 3
-    bodies = [json.loads(line) for line in lines]
-    assert all(set(b) == ANSWER_KEYS for b in bodies)
-    assert [b["question"] for b in bodies] == [Q_CPU, ALT_SIDECAR, OOS_Q]
-    assert [b["match"] and b["match"]["id"] for b in bodies] == [TINY_IDS[Q_CPU], TINY_IDS[Q_SIDECAR], None]
+    answers = [Answer.model_validate_json(line) for line in lines]
+    assert [a.question for a in answers] == [Q_CPU, ALT_SIDECAR, OOS_Q]
+    assert [a.match and a.match.id for a in answers] == [TINY_IDS[Q_CPU], TINY_IDS[Q_SIDECAR], None]
 
 
 def test_ask_stdin_reports_a_blank_line_and_goes_on(cli) -> None:  # type: ignore[no-untyped-def]
@@ -175,12 +170,66 @@ def test_build_then_build_force(cli) -> None:  # type: ignore[no-untyped-def]
     assert vectors.stat().st_mtime_ns != stamp
 
 
-def test_build_prints_faq_warnings_on_stderr(cli) -> None:  # type: ignore[no-untyped-def]
+def break_faq(cli) -> None:  # type: ignore[no-untyped-def]
     faq = cli.data_dir / "faq" / "tiny.md"
     faq.write_text(faq.read_text(encoding="utf-8") + "\n## X\n\n#### Q：Unanswered?\n", encoding="utf-8")
-    status, _, err = cli("build")
+
+
+def test_first_build_of_a_broken_faq_builds_what_loaded_and_says_what_did_not(cli) -> None:  # type: ignore[no-untyped-def]
+    break_faq(cli)
+    status, out, err = cli("build")
+    assert status == 0 and "built in" in out
+    assert "tiny.md:54: question has no answer: Unanswered?" in err and "left out" in err
+    status, out, _ = cli("ask", "--json", Q_STUCK)
+    assert status == 0 and Answer.model_validate_json(out).match is not None
+
+
+def test_a_broken_faq_never_replaces_a_good_index(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("build")[0] == 0
+    manifest = (cli.index_dir / MANIFEST).read_bytes()
+    break_faq(cli)
+    for command in (["build"], ["ask", Q_STUCK]):
+        status, out, err = cli(*command)
+        assert (status, out) == (1, "")
+        assert "tiny.md:54: question has no answer: Unanswered?" in err and "--allow-warnings" in err
+        assert "Traceback" not in err
+        assert (cli.index_dir / MANIFEST).read_bytes() == manifest  # the good index is untouched
+    status, out, err = cli("--allow-warnings", "build")
+    assert status == 0 and "built in" in out
+    assert (cli.index_dir / MANIFEST).read_bytes() != manifest
+    status, out, err = cli("build")  # now current: loads, and still says what is wrong
+    assert status == 0 and "nothing to build" in out and "Unanswered?" in err
+
+
+def test_build_says_whether_it_built(cli) -> None:  # type: ignore[no-untyped-def]
+    status, out, _ = cli("build")
+    assert status == 0 and "built in" in out
+    status, out, _ = cli("build")
+    assert status == 0 and "already current, nothing to build" in out and "built in" not in out
+    status, out, _ = cli("build", "--force")
+    assert status == 0 and "built in" in out
+
+
+@pytest.mark.parametrize("columns", ["60", "30"])
+def test_commands_are_printed_whole_at_any_width(cli, monkeypatch: pytest.MonkeyPatch, columns: str) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", columns)
+    status, out, _ = cli("ask", Q_STUCK)
     assert status == 0
-    assert "warning: tiny.md:" in err and "question has no answer: Unanswered?" in err
+    for line in STUCK_BASH.splitlines():  # the first is 62 characters long
+        assert line in out.splitlines()
+
+
+def test_commands_are_printed_whole_when_piped() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")} | {"COLUMNS": "60"}
+    out = subprocess.run([str(QA_SCRIPT), "--model", "hash", "ask", Q_STUCK], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=ROOT)
+    # the real FAQ and the hash model: whatever entry comes first, every command line is whole
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(subprocess.run([str(QA_SCRIPT), "--model", "hash", "ask", "--json", Q_STUCK],
+                                       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT).stdout)
+    for part in (answer["match"] or {"answer": []})["answer"]:
+        for line in part.get("code", "").splitlines():
+            assert line in out.stdout.splitlines()
 
 
 # --------------------------------------------------------------------------- eval

@@ -24,8 +24,9 @@ from tiny_faq import (
     TINY_QUESTIONS,
 )
 
+from qa.contract import CommandPart, Entry
 from qa.errors import FAQError
-from qa.faq import Command, Entry, ParseWarning, entry_id, load_faq, parse_markdown
+from qa.faq import ParseWarning, entry_id, load_faq, parse_markdown
 
 
 def md(text: str) -> str:
@@ -65,41 +66,41 @@ def test_question_text_has_no_prefix_emphasis_or_backticks(tiny: list[Entry]) ->
 def test_answer_prefix_removed(tiny: list[Entry]) -> None:
     e = by_question(tiny)
     # "A：" style
-    assert e[Q_CPU].answer == ("可以。自 v1.8.0 起，开启 `InPlaceWorkloadVerticalScaling` 功能门后，CloneSet 和 "
-                               "Advanced StatefulSet\n支持原地修改容器资源（CPU/内存）。\n")
+    assert e[Q_CPU].markdown == ("可以。自 v1.8.0 起，开启 `InPlaceWorkloadVerticalScaling` 功能门后，CloneSet 和 "
+                               "Advanced StatefulSet\n支持原地修改容器资源（CPU/内存）。")
     # "**A**：" style
-    assert e[Q_CLONESET].answer == "CloneSet 支持原地升级、指定 Pod 删除和 PVC 模板，Deployment 只能重建 Pod。\n"
-    assert e[Q_UNINSTALL].answer.startswith("Since 1.7.3 a pre-delete hook")
+    assert e[Q_CLONESET].markdown == "CloneSet 支持原地升级、指定 Pod 删除和 PVC 模板，Deployment 只能重建 Pod。"
+    assert e[Q_UNINSTALL].markdown.startswith("Since 1.7.3 a pre-delete hook")
     for entry in tiny:
-        assert not entry.answer.lstrip().startswith(("A：", "A:", "**A**", "答"))
+        assert not entry.markdown.lstrip().startswith(("A：", "A:", "**A**", "答"))
 
 
 @pytest.mark.parametrize("marker", ["A：", "A:", "**A**：", "**A**:", "__A__：", "答：", "Answer: "])
 def test_answer_prefix_variants(marker: str) -> None:
     result = parse_markdown(f"## S\n\n#### Q：Is it?\n\n{marker}Yes, it is.\n")
-    assert [e.answer for e in result.entries] == ["Yes, it is.\n"]
+    assert [e.markdown for e in result.entries] == ["Yes, it is."]
 
 
 def test_section_path_from_level_2_and_3_headings(tiny: list[Entry]) -> None:
     e = by_question(tiny)
     assert e[Q_CPU].section == SECTION_CPU == "原地升级 / 资源"
-    assert e[Q_CPU].section_path == ("原地升级", "资源")
+    assert e[Q_CPU].section == "原地升级 / 资源"
     # a sibling ### replaces the previous ###
     assert e[Q_STUCK].section == SECTION_STUCK
     # a new ## drops the ### of the previous section
     assert e[Q_SIDECAR].section == SECTION_SIDECAR
-    assert e[Q_SIDECAR].section_path == ("Sidecar",)
+    assert e[Q_SIDECAR].section == "Sidecar"
     assert e[Q_UNINSTALL].section == SECTION_UNINSTALL
     assert e[Q_CLONESET].section == SECTION_CLONESET
 
 
 def test_commands_with_languages(tiny: list[Entry]) -> None:
     e = by_question(tiny)
-    assert e[Q_STUCK].commands == (Command("bash", STUCK_BASH),)
-    assert e[Q_SIDECAR].commands == (Command("yaml", SIDECAR_YAML),)
-    assert e[Q_CPU].commands == ()
+    assert e[Q_STUCK].commands == [CommandPart(language="bash", code=STUCK_BASH)]
+    assert e[Q_SIDECAR].commands == [CommandPart(language="yaml", code=SIDECAR_YAML)]
+    assert e[Q_CPU].commands == []
     # the fenced block stays in the answer markdown too
-    assert f"```bash\n{STUCK_BASH}\n```" in e[Q_STUCK].answer
+    assert f"```bash\n{STUCK_BASH}\n```" in e[Q_STUCK].markdown
 
 
 def test_commands_in_order_and_language_normalised() -> None:
@@ -129,16 +130,16 @@ def test_commands_in_order_and_language_normalised() -> None:
         ~~~
         """)
     [entry] = parse_markdown(text).entries
-    assert entry.commands == (
-        Command("bash", "echo one"),
-        Command("yaml", "two: 2"),
-        Command("text", "three"),
-        Command("json", '{"four": 4}'),
-    )
+    assert entry.commands == [
+        CommandPart(language="bash", code="echo one"),
+        CommandPart(language="yaml", code="two: 2"),
+        CommandPart(language="text", code="three"),
+        CommandPart(language="json", code='{"four": 4}'),
+    ]
 
 
 def test_file_links_become_plain_text_https_links_stay(tiny: list[Entry]) -> None:
-    answer = by_question(tiny)[Q_SIDECAR].answer
+    answer = by_question(tiny)[Q_SIDECAR].markdown
     assert answer.startswith("Create a SidecarSet (see the concepts and\n"
                              "[the user manual](https://openkruise.io/docs/user-manuals/sidecarset));")
     assert "file://" not in answer
@@ -147,15 +148,16 @@ def test_file_links_become_plain_text_https_links_stay(tiny: list[Entry]) -> Non
 
 def test_file_autolink_loses_its_scheme() -> None:
     [entry] = parse_markdown("## S\n\n#### Q：Where?\n\nA：See <file:///tmp/notes.md> for details.\n").entries
-    assert entry.answer == "See /tmp/notes.md for details.\n"
+    assert entry.markdown == "See /tmp/notes.md for details."
 
 
 def test_source_and_line_recorded(tiny: list[Entry]) -> None:
     assert [e.line for e in tiny] == [7, 14, 25, 41, 48]
-    assert {e.source for e in tiny} == {"tiny.md"}
-    assert tiny[1].to_dict() == {
-        "id": entry_id(Q_STUCK), "section": SECTION_STUCK, "question": Q_STUCK, "answer": tiny[1].answer,
-        "commands": [{"language": "bash", "code": STUCK_BASH}], "source": "tiny.md:14",
+    assert {e.source_file for e in tiny} == {"tiny.md"}
+    assert tiny[1].model_dump(mode="json") == {
+        "id": entry_id(Q_STUCK), "section": SECTION_STUCK, "question": Q_STUCK, "answer": [
+            {"type": "text", "markdown": "通常是镜像预下载还没完成，或就绪网关未满足。查看 kruise-manager 的日志："},
+            {"type": "command", "language": "bash", "code": STUCK_BASH}],
     }
 
 
@@ -211,15 +213,15 @@ def test_unclosed_fence_warns_with_file_and_line_and_later_entries_survive() -> 
     assert result.warnings[0] == ParseWarning("broken.md", 7, "unclosed code fence; closed before line 10")
     assert [e.question for e in result.entries] == ["First?", "Second?", "Third?"]
     first, second, third = result.entries
-    assert first.commands == (Command("bash", "kubectl get pods"),)
-    assert second.answer == "Second answer.\n"
-    assert third.answer == "Third answer.\n"
+    assert first.commands == [CommandPart(language="bash", code="kubectl get pods")]
+    assert second.markdown == "Second answer."
+    assert third.markdown == "Third answer."
 
 
 def test_unclosed_fence_at_end_of_file() -> None:
     result = parse_markdown("## S\n\n#### Q：Last?\n\nA：Run:\n\n```bash\nls\n", source="end.md")
     assert [str(w) for w in result.warnings] == ["end.md:7: unclosed code fence; closed at end of file"]
-    assert result.entries[0].commands == (Command("bash", "ls"),)
+    assert result.entries[0].commands == [CommandPart(language="bash", code="ls")]
 
 
 def test_question_without_answer_is_skipped_with_a_warning() -> None:
@@ -242,8 +244,8 @@ def test_duplicate_question_gets_a_disambiguated_id_and_a_warning(tmp_path: Path
     (tmp_path / "b.md").write_text("## T\n\n#### **Q**：same?\n\n**A**：two.\n", encoding="utf-8")
     result = load_faq([tmp_path])
     base = entry_id("Same?")
-    assert [(e.id, e.answer, e.source) for e in result.entries] == [
-        (base, "one.\n", "a.md"), (entry_id("Other?"), "x.\n", "a.md"), (f"{base}-2", "two.\n", "b.md")]
+    assert [(e.id, e.markdown, e.source_file, e.line) for e in result.entries] == [
+        (base, "one.", "a.md", 3), (entry_id("Other?"), "x.", "a.md", 7), (f"{base}-2", "two.", "b.md", 3)]
     assert [str(w) for w in result.warnings] == [f"b.md:3: duplicate question; id {base}-2"]
 
 
@@ -300,13 +302,13 @@ def test_other_heading_styles() -> None:
         """)
     result = parse_markdown(text)
     assert result.warnings == []
-    got = [(e.section, e.question, e.answer) for e in result.entries]
+    got = [(e.section, e.question, e.markdown) for e in result.entries]
     assert got == [
-        ("Operations", "How do I restart a pod in place?", "Use a ContainerRecreateRequest.\n"),
-        ("Operations", "What is a SidecarSet?", "A workload that injects sidecars.\n"),
-        ("工作负载", "CloneSet 支持 PVC 吗？", "支持。\n"),
-        ("工作负载", "哪些字段可以原地更新？", "镜像和环境变量。\n"),
-        ("工作负载 / Not a question", "Plain prefix", "yes\n"),
+        ("Operations", "How do I restart a pod in place?", "Use a ContainerRecreateRequest."),
+        ("Operations", "What is a SidecarSet?", "A workload that injects sidecars."),
+        ("工作负载", "CloneSet 支持 PVC 吗？", "支持。"),
+        ("工作负载", "哪些字段可以原地更新？", "镜像和环境变量。"),
+        ("工作负载 / Not a question", "Plain prefix", "yes"),
     ]
 
 
@@ -318,13 +320,13 @@ def test_real_faq_parses_to_23_entries_without_warnings() -> None:
     assert result.warnings == []
     assert len(result.entries) == 23
     assert len({e.id for e in result.entries}) == 23
-    assert all(e.question and e.answer.strip() and e.section for e in result.entries)
-    assert not any("file://" in e.answer for e in result.entries)
+    assert all(e.question and e.markdown.strip() and e.section for e in result.entries)
+    assert not any("file://" in e.markdown for e in result.entries)
     first = result.entries[0]
     assert (first.id, first.section) == ("0dcf4d04", "安装与卸载 / 卸载保护")
     assert first.question == ("当使用 Helm 卸载 Kruise 1.7.3 或更高版本时出现错误 "
                               "job kruise-finalizer failed: BackoffLimitExceeded")
-    assert first.commands == (Command("shell", "kubectl get clone -A \nkubectl get asts -A \nkubectl get ads -A"),)
+    assert first.commands == [CommandPart(language="shell", code="kubectl get clone -A \nkubectl get asts -A \nkubectl get ads -A")]
 
 
 def test_real_faq_keeps_the_webhook_error_inside_the_entry() -> None:
@@ -335,12 +337,12 @@ def test_real_faq_keeps_the_webhook_error_inside_the_entry() -> None:
     error = ('failed calling webhook "vpod.kb.io": failed to call webhook: Post '
              '"https://kruise-webhook-service.kruise-system.svc:443/validate-pod?timeout=10s": '
              'no endpoints available for service "kruise-webhook-service"')
-    assert error in e.answer
+    assert error in e.markdown
     assert len(e.commands) == 1 and e.commands[0].language == "bash"
     assert error in e.commands[0].code
     # the A marker after the error block is removed; the file:// links are plain text
-    assert "**A**" not in e.answer
-    assert "检查 kruise-system 下的 kruise-controller-manager pod 是否处于健康状态" in e.answer
+    assert "**A**" not in e.markdown
+    assert "检查 kruise-system 下的 kruise-controller-manager pod 是否处于健康状态" in e.markdown
 
 
 # --------------------------------------------------------------------------- code blocks
@@ -367,9 +369,9 @@ def test_double_hash_comment_inside_a_code_block_is_not_a_heading() -> None:
     result = parse_markdown(text, source="c.md")
     assert result.warnings == []
     install, upgrade = result.entries
-    assert install.commands == (Command("bash", "## add the chart repository\n"
+    assert install.commands == [CommandPart(language="bash", code="## add the chart repository\n"
                                                 "helm repo add openkruise https://openkruise.github.io/charts/\n"
-                                                "helm install kruise openkruise/kruise"),)
+                                                "helm install kruise openkruise/kruise")]
     assert upgrade.section == "Install"
 
 
@@ -395,5 +397,5 @@ def test_answer_marker_is_not_searched_inside_code_blocks() -> None:
         ```
         """)
     first, second = parse_markdown(text).entries
-    assert first.answer == "```yaml\ndata:\n  answer: yes\n```\n\nQuote the value.\n"
-    assert second.answer == "Use a values file:\n\n```yaml\na: 1\n```\n"
+    assert first.markdown == "```yaml\ndata:\n  answer: yes\n```\n\nQuote the value."
+    assert second.markdown == "Use a values file:\n\n```yaml\na: 1\n```"

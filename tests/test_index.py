@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_faq import Q_CPU, Q_SIDECAR, TINY_MD, TINY_QUESTIONS
+from tiny_faq import Q_CPU, Q_SIDECAR, TINY_MD, TINY_QUESTIONS, open_engine
 
 from qa.encoders import HashEncoder
 from qa.errors import IndexCorrupt
 from qa.faq import entry_id
 from qa.index import FORMAT_VERSION, MANIFEST, PASSAGES, VECTORS, DenseIndex, Passage, _atomic_write
 from qa.knowledge import KnowledgeBase
-from qa.search import Engine, load_or_build
+from qa.search import load_or_build
 
 FILES = {MANIFEST, VECTORS, PASSAGES}
 
@@ -211,11 +211,11 @@ def test_load_or_build_builds_once_then_loads(kb: KnowledgeBase, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "index"
     caplog.set_level(logging.INFO)
-    first = load_or_build(kb, HashEncoder(), folder)
+    first, _ = load_or_build(kb, HashEncoder(), folder)
     assert {p.name for p in folder.iterdir()} == FILES
     assert rebuild_warnings(caplog) == []  # a missing index is no warning
     stamp = manifest_of(folder)["built_at"], (folder / VECTORS).stat().st_mtime_ns
-    second = load_or_build(kb, HashEncoder(), folder)
+    second, _ = load_or_build(kb, HashEncoder(), folder)
     assert (manifest_of(folder)["built_at"], (folder / VECTORS).stat().st_mtime_ns) == stamp
     assert second.passages == first.passages
     assert rebuild_warnings(caplog) == []
@@ -225,7 +225,7 @@ def test_load_or_build_builds_once_then_loads(kb: KnowledgeBase, tmp_path: Path,
 def test_load_or_build_rebuilds_a_corrupt_index_with_a_warning(kb: KnowledgeBase, tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture, damage: str) -> None:
     folder = tmp_path / "index"
-    good = load_or_build(kb, HashEncoder(), folder)
+    good, _ = load_or_build(kb, HashEncoder(), folder)
     vectors = (folder / VECTORS).read_bytes()
     if damage == "truncate":
         (folder / VECTORS).write_bytes(vectors[: len(vectors) // 2])
@@ -237,7 +237,7 @@ def test_load_or_build_rebuilds_a_corrupt_index_with_a_warning(kb: KnowledgeBase
         (folder / MANIFEST).write_text('{"format": 2, "model": "hash-256"', encoding="utf-8")
     caplog.clear()
     caplog.set_level(logging.INFO)
-    rebuilt = load_or_build(kb, HashEncoder(), folder)
+    rebuilt, _ = load_or_build(kb, HashEncoder(), folder)
     if damage == "garbage-manifest":  # unreadable manifest = no index: rebuilt, with an info line only
         assert rebuild_warnings(caplog) == []
     else:
@@ -254,7 +254,7 @@ def test_load_or_build_rebuilds_for_another_encoder(kb: KnowledgeBase, tmp_path:
     folder = tmp_path / "index"
     load_or_build(kb, HashEncoder(), folder)
     caplog.set_level(logging.WARNING)
-    dense = load_or_build(kb, HashEncoder(dim=64), folder)
+    dense, _ = load_or_build(kb, HashEncoder(dim=64), folder)
     assert (dense.dim, dense.model, manifest_of(folder)["model"]) == (64, "hash-64", "hash-64")
     [warning] = rebuild_warnings(caplog)
     assert "hash-256" in warning and "hash-64" in warning
@@ -271,22 +271,22 @@ def test_rebuild_flag_builds_even_a_current_index(kb: KnowledgeBase, tmp_path: P
 def test_changed_faq_rebuilds_and_the_new_entry_is_found(tiny_data: Path, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     index = tmp_path / "index"
-    engine = Engine.open(tiny_data, index, HashEncoder())
+    engine = open_engine(tiny_data, index)
     old_hash = manifest_of(index)["data_hash"]
     assert engine.kb.data_hash == old_hash
     new_q = "How do I pre-download images for an in-place update?"
     (tiny_data / "faq" / "tiny.md").write_text(
         TINY_MD + f"\n## Images\n\n#### **Q**：{new_q}\n\n**A**：Create an ImagePullJob.\n", encoding="utf-8")
     caplog.set_level(logging.WARNING)
-    engine = Engine.open(tiny_data, index, HashEncoder())
+    engine = open_engine(tiny_data, index)
     [warning] = rebuild_warnings(caplog)
     assert "changed" in warning
     assert manifest_of(index)["data_hash"] == engine.kb.data_hash != old_hash
     assert manifest_of(index)["count"] == 17
     answer = engine.ask(new_q)
-    assert answer.match is not None and answer.match["id"] == entry_id(new_q)
-    assert answer.match["answer"] == "Create an ImagePullJob.\n"
-    assert [e["question"] for e in engine.entries()] == TINY_QUESTIONS + [new_q]
+    assert answer.match is not None and answer.match.id == entry_id(new_q)
+    assert answer.match.markdown == "Create an ImagePullJob."
+    assert [e.question for e in engine.entries()] == TINY_QUESTIONS + [new_q]
 
 
 @pytest.mark.parametrize("name, content", [
@@ -372,7 +372,7 @@ def test_engine_answers_from_memory_when_the_index_cannot_be_saved(tiny_data: Pa
 
     monkeypatch.setattr(os, "replace", fail)
     caplog.set_level(logging.WARNING)
-    engine = Engine.open(tiny_data, tmp_path / "index", HashEncoder())
+    engine = open_engine(tiny_data, tmp_path / "index")
     assert any("not saved" in r.getMessage() for r in caplog.records)
-    assert engine.ask(Q_CPU).match["id"] == entry_id(Q_CPU)  # type: ignore[index]
+    assert engine.ask(Q_CPU).match.id == entry_id(Q_CPU)  # type: ignore[index]
     assert [p.name for p in (tmp_path / "index").iterdir()] == []
