@@ -4,7 +4,8 @@
  * Plain JS, no dependencies, no network access other than POST /api/ask.
  * Every piece of data (the user's text, FAQ content, server messages) is put
  * into the DOM with createElement/textContent only; nothing is ever parsed as
- * HTML. The small markdown renderer below builds DOM nodes directly.
+ * HTML. Answers arrive as parts: commands, and text as the server's syntax
+ * tree (markdown-it-py), which a short walker turns into DOM nodes.
  */
 (function () {
   'use strict';
@@ -116,24 +117,20 @@
     return node;
   }
 
+  /** Puts the interface language on the page: <html lang>, every data-i18n text and attribute. */
   function applyLang() {
-    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
-    var nodes = document.querySelectorAll('[data-i18n]');
-    for (var i = 0; i < nodes.length; i++) {
-      var n = nodes[i];
+    document.documentElement.setAttribute('lang', lang === 'zh' ? 'zh-CN' : 'en');
+    Array.prototype.forEach.call(document.querySelectorAll('[data-i18n]'), function (n) {
       var args = null;
-      var raw = n.getAttribute('data-i18n-args');
-      if (raw) { try { args = JSON.parse(raw); } catch (e) { args = null; } }
+      try { args = JSON.parse(n.getAttribute('data-i18n-args') || 'null'); } catch (e) { args = null; }
       n.textContent = t(n.getAttribute('data-i18n'), args);
-    }
-    var attrNodes = document.querySelectorAll('[data-i18n-attr]');
-    for (var j = 0; j < attrNodes.length; j++) {
-      var spec = attrNodes[j].getAttribute('data-i18n-attr').split(',');
-      for (var k = 0; k < spec.length; k++) {
-        var pair = spec[k].split(':');
-        if (pair.length === 2) attrNodes[j].setAttribute(pair[0].trim(), t(pair[1].trim()));
-      }
-    }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll('[data-i18n-attr]'), function (n) {
+      n.getAttribute('data-i18n-attr').split(',').forEach(function (spec) {
+        var pair = spec.split(':');
+        if (pair.length === 2) n.setAttribute(pair[0].trim(), t(pair[1].trim()));
+      });
+    });
     var sw = document.getElementById('lang-switch');
     if (sw) {
       sw.textContent = t('switchTo');
@@ -152,576 +149,108 @@
   // DOM helpers
   // ---------------------------------------------------------------------------
 
-  function el(tag, className, text) {
+  /** A new element; its text (if any) is set with textContent, its attributes with setAttribute. */
+  function el(tag, className, text, attrs) {
     var node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
+    for (var name in attrs || {}) node.setAttribute(name, attrs[name]);
     return node;
   }
 
+  /** The lang attribute for the server's language of a question ('mixed' has none). */
   function contentLang(code) {
-    if (code === 'zh') return 'zh-CN';
-    if (code === 'en') return 'en';
-    return '';
+    return code === 'zh' ? 'zh-CN' : (code === 'en' ? 'en' : '');
   }
 
   // ---------------------------------------------------------------------------
-  // Safe markdown renderer (DOM only)
+  // Answer parts: text arrives as the server's syntax tree (markdown-it-py's
+  // reading, the project's only one), walked into DOM nodes; commands arrive
+  // as code. No markdown is parsed here.
   // ---------------------------------------------------------------------------
 
-  var SAFE_PROTOCOLS = { 'http:': true, 'https:': true, 'mailto:': true };
+  var TAGS = {
+    paragraph: 'p', bullet_list: 'ul', ordered_list: 'ol', list_item: 'li', blockquote: 'blockquote', hr: 'hr',
+    thead: 'thead', tbody: 'tbody', tr: 'tr', th: 'th', td: 'td',
+    strong: 'strong', em: 'em', s: 's', hardbreak: 'br'
+  };
+  var CJK = /[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]/;
 
-  /** Returns a normalized absolute URL for http/https/mailto, else null. */
-  function safeUrl(raw) {
-    if (typeof raw !== 'string') return null;
-    var s = raw.trim();
-    if (s.charAt(0) === '<' && s.charAt(s.length - 1) === '>') s = s.slice(1, -1).trim();
-    if (!s || /[\u0000-\u001f\u007f\s]/.test(s)) return null;
-    if (!/^(https?:\/\/|mailto:)/i.test(s)) return null;
-    var u;
-    try { u = new URL(s); } catch (e) { return null; }
-    if (!SAFE_PROTOCOLS[u.protocol]) return null;
-    return u.href;
+  /** The link target if it is http(s) or mailto (all the server sends; checked again here). */
+  function safeHref(href) {
+    var s = typeof href === 'string' ? href.trim() : '';
+    return /^(https?:\/\/|mailto:)/i.test(s) && !/[\u0000-\u0020\u007f]/.test(s) ? s : null;
   }
 
-  function makeLink(href, children) {
-    var a = el('a');
-    a.href = href;
-    a.rel = 'noopener noreferrer';
-    a.target = '_blank';
-    appendAll(a, children);
-    return a;
+  function plainText(node) {
+    if (!node || typeof node.text === 'string') return node ? node.text : '';
+    return Array.isArray(node.children) ? node.children.map(plainText).join('') : '';
   }
 
-  function appendAll(parent, nodes) {
-    for (var i = 0; i < nodes.length; i++) parent.appendChild(nodes[i]);
+  function appendNodes(parent, nodes) {
+    for (var i = 0; Array.isArray(nodes) && i < nodes.length; i++) {
+      parent.appendChild(renderNode(nodes[i] || {}, nodes[i - 1], nodes[i + 1]));
+    }
     return parent;
   }
 
-  /** Merge adjacent strings, turn strings into text nodes (with <br> for newlines). */
-  function finishInline(parts) {
-    var out = [];
-    var buf = '';
-    function flush() {
-      if (!buf) return;
-      var lines = buf.split('\n');
-      for (var i = 0; i < lines.length; i++) {
-        if (i > 0) out.push(document.createElement('br'));
-        if (lines[i]) out.push(document.createTextNode(lines[i]));
-      }
-      buf = '';
+  /** One tree node → one DOM node; text only ever goes in as text (textContent, text nodes). */
+  function renderNode(node, prev, next) {
+    var type = node.type;
+    var out;
+    if (type === 'text') return document.createTextNode(String(node.text || ''));
+    if (type === 'code') return el('code', null, node.text || '');
+    if (type === 'code_block') return commandBlock(node.text || '', '');
+    if (type === 'softbreak') { // a wrapped line: a space between words, none between CJK characters
+      var cjk = CJK.test(plainText(prev).slice(-1)) && CJK.test(plainText(next).charAt(0));
+      return document.createTextNode(cjk ? '' : ' ');
     }
-    for (var i = 0; i < parts.length; i++) {
-      if (typeof parts[i] === 'string') buf += parts[i];
-      else { flush(); out.push(parts[i]); }
+    if (type === 'heading') { // the matched question is the h2: the answer's headings start at h3
+      out = el('h' + Math.min(6, Math.max(1, Number(node.level) || 1) + 2), 'md-h');
+    } else if (type === 'link' && safeHref(node.href)) {
+      out = el('a', null, null, { href: safeHref(node.href), rel: 'noopener noreferrer', target: '_blank' });
+    } else if (type === 'table') { // in a box that scrolls sideways by itself on a phone
+      return el('div', 'md-table').appendChild(appendNodes(el('table'), node.children)).parentNode;
+    } else if (TAGS.hasOwnProperty(type)) {
+      out = el(TAGS[type]);
+      if (type === 'ordered_list' && typeof node.start === 'number') out.setAttribute('start', String(node.start));
+    } else if (!Array.isArray(node.children) && typeof node.text === 'string') {
+      return document.createTextNode(node.text); // an unknown leaf: its text
+    } else {
+      out = document.createDocumentFragment(); // an unknown node, or a link to refuse: its children
     }
-    flush();
-    return out;
+    return appendNodes(out, node.children);
   }
 
-  /** Find the index of the `]` matching the `[` at `start`, or -1. */
-  function matchBracket(s, start) {
-    var depth = 0;
-    for (var i = start; i < s.length; i++) {
-      var c = s.charAt(i);
-      if (c === '\\') { i++; continue; }
-      if (c === '`') {
-        // skip code spans inside link text
-        var run = /^`+/.exec(s.slice(i))[0];
-        var close = s.indexOf(run, i + run.length);
-        if (close !== -1) { i = close + run.length - 1; continue; }
-      }
-      if (c === '[') depth++;
-      else if (c === ']') { depth--; if (depth === 0) return i; }
-    }
-    return -1;
-  }
-
-  /** Parse `(url "title")` at `start` (which must be '('); returns {url, end} or null. */
-  function parseLinkTarget(s, start) {
-    if (s.charAt(start) !== '(') return null;
-    var i = start + 1;
-    var depth = 1;
-    for (; i < s.length; i++) {
-      var c = s.charAt(i);
-      if (c === '\\') { i++; continue; }
-      if (c === '(') depth++;
-      else if (c === ')') { depth--; if (depth === 0) break; }
-      else if (c === '\n') return null;
-    }
-    if (depth !== 0) return null;
-    var inner = s.slice(start + 1, i).trim();
-    // drop an optional title: url "title" / url 'title'
-    var m = /^(\S+)\s+(?:"[^"]*"|'[^']*')$/.exec(inner);
-    var url = m ? m[1] : inner;
-    return { url: url, end: i + 1 };
-  }
-
-  var ESCAPABLE = '\\`*_{}[]()#+-.!|~<>"\'';
-  var BARE_URL = /^(https?:\/\/[^\s<>"'`\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+)/i;
-
-  /**
-   * Inline markdown -> array of DOM nodes.
-   * Supports: `code`, **bold** and __bold__, *em* and _em_, ~~del~~, [text](url),
-   * ![alt](url) (shown as a link, never loaded), <https://autolinks>, bare URLs,
-   * backslash escapes. Everything else is literal text.
-   */
-  function renderInline(src, noLinks) {
-    var parts = [];
-    var text = '';
-    var i = 0;
-    var n = src.length;
-
-    function push(node) {
-      if (text) { parts.push(text); text = ''; }
-      parts.push(node);
-    }
-
-    while (i < n) {
-      var c = src.charAt(i);
-      var rest;
-
-      // backslash escape
-      if (c === '\\' && i + 1 < n && ESCAPABLE.indexOf(src.charAt(i + 1)) !== -1) {
-        text += src.charAt(i + 1);
-        i += 2;
-        continue;
-      }
-
-      // code span
-      if (c === '`') {
-        var run = /^`+/.exec(src.slice(i))[0];
-        var close = findCodeClose(src, i + run.length, run.length);
-        if (close !== -1) {
-          var code = src.slice(i + run.length, close).replace(/\n/g, ' ');
-          if (code.length > 2 && code.charAt(0) === ' ' && code.charAt(code.length - 1) === ' ' && code.trim()) {
-            code = code.slice(1, -1);
-          }
-          push(el('code', null, code));
-          i = close + run.length;
-          continue;
-        }
-        text += run;
-        i += run.length;
-        continue;
-      }
-
-      // images and links: ![alt](url) / [text](url)
-      if (c === '[' || (c === '!' && src.charAt(i + 1) === '[')) {
-        var isImage = c === '!';
-        var open = isImage ? i + 1 : i;
-        var closeBr = matchBracket(src, open);
-        if (closeBr !== -1 && src.charAt(closeBr + 1) === '(') {
-          var target = parseLinkTarget(src, closeBr + 1);
-          if (target) {
-            var label = src.slice(open + 1, closeBr);
-            var href = noLinks ? null : safeUrl(target.url);
-            var kids = renderInline(label || target.url, true);
-            if (href) push(makeLink(href, kids));
-            else { for (var k = 0; k < kids.length; k++) push(kids[k]); }
-            i = target.end;
-            continue;
-          }
-        }
-      }
-
-      // autolink <https://...>
-      if (c === '<') {
-        var am = /^<((?:https?:\/\/|mailto:)[^\s<>]+)>/i.exec(src.slice(i));
-        if (am) {
-          var ahref = noLinks ? null : safeUrl(am[1]);
-          if (ahref) push(makeLink(ahref, [document.createTextNode(am[1].replace(/^mailto:/i, ''))]));
-          else text += am[1];
-          i += am[0].length;
-          continue;
-        }
-      }
-
-      // bare URL
-      if ((c === 'h' || c === 'H') && !noLinks && (i === 0 || !/[\w\/]/.test(src.charAt(i - 1)))) {
-        var bm = BARE_URL.exec(src.slice(i));
-        if (bm) {
-          var url = bm[1].replace(/[.,;:!?'")\]]+$/, '');
-          var bhref = safeUrl(url);
-          if (bhref && url.length > 8) {
-            push(makeLink(bhref, [document.createTextNode(url)]));
-            i += url.length;
-            continue;
-          }
-        }
-      }
-
-      // strong / emphasis / strikethrough
-      if (c === '*' || c === '_' || c === '~') {
-        rest = src.slice(i);
-        var dm = /^(\*\*\*|___|\*\*|__|\*|_|~~)/.exec(rest);
-        if (dm) {
-          var delim = dm[1];
-          var prev = i > 0 ? src.charAt(i - 1) : ' ';
-          var nextCh = src.charAt(i + delim.length);
-          var leftOk = nextCh && !/\s/.test(nextCh);
-          // intraword underscores (snake_case) are literal
-          if (delim.charAt(0) === '_' && /[0-9A-Za-z]/.test(prev)) leftOk = false;
-          if (leftOk) {
-            var end = findCloser(src, i + delim.length, delim);
-            if (end !== -1) {
-              var inner = src.slice(i + delim.length, end);
-              var node;
-              if (delim.length === 3) {
-                node = el('strong');
-                node.appendChild(appendAll(el('em'), renderInline(inner, noLinks)));
-              } else {
-                node = el(delim === '~~' ? 'del' : (delim.length === 2 ? 'strong' : 'em'));
-                appendAll(node, renderInline(inner, noLinks));
-              }
-              push(node);
-              i = end + delim.length;
-              continue;
-            }
-          }
-          text += delim;
-          i += delim.length;
-          continue;
-        }
-      }
-
-      text += c;
-      i++;
-    }
-    if (text) parts.push(text);
-    return finishInline(parts);
-  }
-
-  /** Index of the next backtick run of exactly `len` backticks at or after `from`, or -1. */
-  function findCodeClose(src, from, len) {
-    var i = src.indexOf('`', from);
-    while (i !== -1) {
-      var j = i;
-      while (src.charAt(j) === '`') j++;
-      if (j - i === len) return i;
-      i = src.indexOf('`', j);
-    }
-    return -1;
-  }
-
-  /** Find a closing delimiter for emphasis starting the search at `from`. */
-  function findCloser(src, from, delim) {
-    var i = from;
-    while (i < src.length) {
-      var c = src.charAt(i);
-      if (c === '\\') { i += 2; continue; }
-      if (c === '`') {
-        var run = /^`+/.exec(src.slice(i))[0];
-        var close = src.indexOf(run, i + run.length);
-        if (close !== -1) { i = close + run.length; continue; }
-        i += run.length;
-        continue;
-      }
-      if (src.substr(i, delim.length) === delim) {
-        var before = src.charAt(i - 1);
-        var after = src.charAt(i + delim.length);
-        var single = delim.length === 1;
-        // a single `*` must not be part of a `**` pair
-        var partOfDouble = single && (after === delim || (i > from && src.charAt(i - 1) === delim));
-        if (i > from && !/\s/.test(before) && !partOfDouble) {
-          if (delim.charAt(0) === '_' && /[0-9A-Za-z]/.test(after || '')) { i++; continue; }
-          return i;
-        }
-        if (single && after === delim) { i += 2; continue; }
-      }
-      i++;
-    }
-    return -1;
-  }
-
-  // --- block level -----------------------------------------------------------
-
-  var FENCE_OPEN = /^( *)(`{3,}|~{3,})\s*([^`\s]*)[^`]*$/;
-  var HEADING = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
-  var HR = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
-  var QUOTE = /^ {0,3}> ?(.*)$/;
-  var LIST_ITEM = /^( *)([-*+]|\d{1,9}[.)])([ \t]+(.*))?$/;
-
-  function expandTabs(line) {
-    // tabs in the leading indentation count as 4 spaces
-    return line.replace(/^[ \t]+/, function (ws) { return ws.replace(/\t/g, '    '); });
-  }
-
-  function indentOf(line) {
-    return /^ */.exec(line)[0].length;
-  }
-
-  function isBlank(line) {
-    return /^\s*$/.test(line);
-  }
-
-  function listMarker(line) {
-    var m = LIST_ITEM.exec(line);
-    if (!m) return null;
-    if (HR.test(line)) return null;
-    var marker = m[2];
-    var ordered = /\d/.test(marker);
-    var content = m[4] || '';
-    var spacing = m[3] ? m[3].length - content.length : 1;
-    if (spacing > 4) spacing = 1;
-    return {
-      indent: m[1].length,
-      ordered: ordered,
-      bullet: ordered ? marker.slice(-1) : marker,
-      start: ordered ? parseInt(marker, 10) : 1,
-      content: content,
-      contentIndent: m[1].length + marker.length + spacing
-    };
-  }
-
-  function startsBlock(line) {
-    return FENCE_OPEN.test(line) || HEADING.test(line) || HR.test(line) || QUOTE.test(line) || !!listMarker(line);
-  }
-
-  function dedent(line, amount) {
-    var k = 0;
-    while (k < amount && line.charAt(k) === ' ') k++;
-    return line.slice(k);
-  }
-
-  /**
-   * Render markdown into `container`.
-   * ctx: { commands: [...], blocks: [] } — every fenced block is recorded in
-   * ctx.blocks so the caller can attach the exact `commands` code to it.
-   */
-  function renderBlocks(lines, container, ctx) {
-    var i = 0;
-    while (i < lines.length) {
-      var line = lines[i];
-
-      if (isBlank(line)) { i++; continue; }
-
-      // fenced code block
-      var fm = FENCE_OPEN.exec(line);
-      if (fm) {
-        var fenceIndent = fm[1].length;
-        var fence = fm[2];
-        var info = fm[3] || '';
-        var body = [];
-        i++;
-        while (i < lines.length) {
-          var l = lines[i];
-          var closeRe = new RegExp('^ *' + (fence.charAt(0) === '`' ? '`' : '~') + '{' + fence.length + ',}\\s*$');
-          if (closeRe.test(l)) { i++; break; }
-          body.push(dedent(l, fenceIndent));
-          i++;
-        }
-        container.appendChild(commandBlock(body.join('\n'), info, ctx));
-        continue;
-      }
-
-      // heading
-      var hm = HEADING.exec(line);
-      if (hm) {
-        var level = Math.min(6, hm[1].length + 2);
-        var h = el('h' + level, 'md-h');
-        appendAll(h, renderInline(hm[2] || ''));
-        container.appendChild(h);
-        i++;
-        continue;
-      }
-
-      // thematic break
-      if (HR.test(line)) {
-        container.appendChild(el('hr'));
-        i++;
-        continue;
-      }
-
-      // blockquote
-      if (QUOTE.test(line)) {
-        var qlines = [];
-        while (i < lines.length) {
-          var qm = QUOTE.exec(lines[i]);
-          if (qm) { qlines.push(qm[1]); i++; continue; }
-          // lazy continuation of a paragraph inside the quote
-          if (!isBlank(lines[i]) && qlines.length && !isBlank(qlines[qlines.length - 1]) && !startsBlock(lines[i])) {
-            qlines.push(lines[i]);
-            i++;
-            continue;
-          }
-          break;
-        }
-        var bq = el('blockquote');
-        renderBlocks(qlines, bq, ctx);
-        container.appendChild(bq);
-        continue;
-      }
-
-      // list
-      var lm = listMarker(line);
-      if (lm) {
-        i = renderList(lines, i, container, ctx);
-        continue;
-      }
-
-      // paragraph
-      var para = [];
-      while (i < lines.length && !isBlank(lines[i]) && (para.length === 0 || !startsBlock(lines[i]))) {
-        para.push(lines[i].trim());
-        i++;
-      }
-      // a setext underline (===/---) would be rare in FAQ answers; treat as text
-      var p = el('p');
-      appendAll(p, renderInline(para.join('\n')));
-      container.appendChild(p);
-    }
-  }
-
-  function renderList(lines, i, container, ctx) {
-    var first = listMarker(lines[i]);
-    var list = el(first.ordered ? 'ol' : 'ul');
-    if (first.ordered && first.start !== 1) list.start = first.start;
-    var base = first.indent;
-    var loose = false;
-
-    while (i < lines.length) {
-      var m = listMarker(lines[i]);
-      if (!m || m.indent > base + 1 || m.indent + 1 < base || m.ordered !== first.ordered || m.bullet !== first.bullet) break;
-
-      var item = [m.content];
-      var cIndent = m.contentIndent;
-      var inFence = FENCE_OPEN.test(m.content) ? m.content.trim().slice(0, 3) : null;
-      var sawBlank = false;
-      i++;
-
-      while (i < lines.length) {
-        var l = lines[i];
-        if (inFence) {
-          if (new RegExp('^ *' + (inFence.charAt(0) === '`' ? '`' : '~') + '{3,}\\s*$').test(l)) inFence = null;
-          item.push(dedent(l, cIndent));
-          i++;
-          continue;
-        }
-        if (isBlank(l)) {
-          // keep going only if the next non-blank line belongs to this item
-          var j = i + 1;
-          while (j < lines.length && isBlank(lines[j])) j++;
-          if (j < lines.length && indentOf(lines[j]) >= Math.min(cIndent, base + 2)) {
-            for (; i < j; i++) item.push('');
-            sawBlank = true;
-            continue;
-          }
-          if (j < lines.length) {
-            var nm = listMarker(lines[j]);
-            if (nm && nm.indent <= base + 1 && nm.ordered === first.ordered && nm.bullet === first.bullet) loose = true;
-          }
-          break;
-        }
-        var ind = indentOf(l);
-        if (ind >= base + 2) {
-          var d = dedent(l, Math.min(ind, cIndent));
-          var fo = FENCE_OPEN.exec(d);
-          if (fo) inFence = fo[2];
-          item.push(d);
-          i++;
-          continue;
-        }
-        if (listMarker(l) || startsBlock(l) || sawBlank) break;
-        // lazy continuation line
-        item.push(l.trim());
-        i++;
-      }
-
-      var li = el('li');
-      renderBlocks(item, li, ctx);
-      list.appendChild(li);
-      if (sawBlank) loose = true;
-
-      // skip blank lines between items of the same list
-      var k = i;
-      while (k < lines.length && isBlank(lines[k])) k++;
-      if (k > i && k < lines.length) {
-        var nxt = listMarker(lines[k]);
-        if (nxt && nxt.indent <= base + 1 && nxt.ordered === first.ordered && nxt.bullet === first.bullet) { i = k; loose = true; continue; }
-      }
-    }
-
-    if (!loose) {
-      // tight list: unwrap single paragraphs
-      var items = list.children;
-      for (var q = 0; q < items.length; q++) {
-        var ps = items[q].children;
-        for (var r = ps.length - 1; r >= 0; r--) {
-          var child = ps[r];
-          if (child.tagName === 'P') {
-            while (child.firstChild) items[q].insertBefore(child.firstChild, child);
-            items[q].removeChild(child);
-          }
-        }
-      }
-    }
-    container.appendChild(list);
-    return i;
-  }
-
-  function renderMarkdown(src, commands) {
+  /** The answer's parts in order: text trees, and commands as copyable blocks. */
+  function renderParts(parts) {
     var root = el('div', 'md');
-    var ctx = { blocks: [] };
-    var text = String(src || '').replace(/\r\n?/g, '\n');
-    var lines = text.split('\n').map(expandTabs);
-    renderBlocks(lines, root, ctx);
-
-    var cmds = Array.isArray(commands) ? commands.filter(function (c) { return c && typeof c.code === 'string'; }) : [];
-    if (cmds.length && ctx.blocks.length === cmds.length) {
-      // the fenced blocks are exactly the commands: copy/show the server's code verbatim
-      for (var i = 0; i < cmds.length; i++) {
-        ctx.blocks[i].setCode(cmds[i].code, cmds[i].language);
-      }
-    } else if (cmds.length && ctx.blocks.length === 0) {
-      for (var j = 0; j < cmds.length; j++) {
-        root.appendChild(commandBlock(cmds[j].code, cmds[j].language || '', ctx));
-      }
-    }
+    (Array.isArray(parts) ? parts : []).forEach(function (part) {
+      if (part && part.type === 'command') root.appendChild(commandBlock(part.code, part.language));
+      else if (part && Array.isArray(part.tree)) appendNodes(root, part.tree);
+      else if (part && typeof part.markdown === 'string') root.appendChild(el('p', null, part.markdown));
+    });
     return root;
   }
 
   // --- code blocks with copy button -----------------------------------------
 
-  function commandBlock(code, language, ctx) {
-    var wrap = el('div', 'command');
-    var head = el('div', 'command-head');
-    var label = el('span', 'command-lang');
-    var btn = el('button', 'copy');
-    btn.type = 'button';
-    setI18n(btn, 'copy');
-    var pre = el('pre');
-    pre.tabIndex = 0; // horizontally scrollable region must be keyboard reachable
-    var codeEl = el('code');
-    pre.appendChild(codeEl);
-    head.appendChild(label);
-    head.appendChild(btn);
-    wrap.appendChild(head);
-    wrap.appendChild(pre);
-
-    var current = '';
-    function setCode(c, lng) {
-      current = String(c);
-      codeEl.textContent = current;
-      var name = String(lng || '').trim();
-      if (name) {
-        label.removeAttribute('data-i18n');
-        label.textContent = name;
-        codeEl.className = 'language-' + name.replace(/[^\w+#.-]/g, '');
-        wrap.setAttribute('data-language', name);
-        pre.setAttribute('aria-label', name);
-      } else {
-        setI18n(label, 'code');
-        codeEl.removeAttribute('class');
-        wrap.removeAttribute('data-language');
-        pre.removeAttribute('aria-label');
-      }
-    }
-    setCode(code, language);
+  function commandBlock(code, language) {
+    var text = String(code === undefined || code === null ? '' : code);
+    var name = String(language || '').trim();
+    var named = name && name !== 'text'; // 'text': the fence named no language
+    var wrap = el('div', 'command', null, name ? { 'data-language': name } : null);
+    var head = wrap.appendChild(el('div', 'command-head'));
+    head.appendChild(named ? el('span', 'command-lang', name) : setI18n(el('span', 'command-lang'), 'code'));
+    var btn = head.appendChild(setI18n(el('button', 'copy', null, { type: 'button' }), 'copy'));
+    // tabindex: a region that scrolls sideways must be reachable from the keyboard
+    var pre = wrap.appendChild(el('pre', null, null, { tabindex: '0' }));
+    if (named) pre.setAttribute('aria-label', name);
+    pre.appendChild(el('code', name ? 'language-' + name.replace(/[^\w+#.-]/g, '') : null, text));
 
     var resetTimer = null;
     btn.addEventListener('click', function () {
-      copyText(current).then(function (ok) {
+      copyText(text).then(function (ok) {
         setI18n(btn, ok ? 'copied' : 'copyFailed');
         btn.classList.toggle('is-copied', ok);
         btn.classList.toggle('is-failed', !ok);
@@ -733,8 +262,6 @@
         }, COPY_FEEDBACK_MS);
       });
     });
-
-    if (ctx) ctx.blocks.push({ setCode: setCode });
     return wrap;
   }
 
@@ -749,21 +276,17 @@
   }
 
   function fallbackCopy(text) {
+    // the clipboard API needs a secure context; plain http on an intranet host gets this
     var active = document.activeElement;
-    var ta = el('textarea', 'clipboard-helper');
+    var ta = document.body.appendChild(el('textarea', 'clipboard-helper', null,
+                                          { readonly: '', 'aria-hidden': 'true', tabindex: '-1' }));
     ta.value = text;
-    ta.setAttribute('readonly', '');
-    ta.setAttribute('aria-hidden', 'true');
-    ta.tabIndex = -1;
-    document.body.appendChild(ta);
     var ok = false;
     try {
       ta.select();
       ta.setSelectionRange(0, text.length);
       ok = document.execCommand('copy');
-    } catch (e) {
-      ok = false;
-    }
+    } catch (e) { /* not allowed */ }
     document.body.removeChild(ta);
     if (active && typeof active.focus === 'function') active.focus();
     return !!ok;
@@ -802,26 +325,16 @@
   }
 
   function addUserMessage(text) {
-    var msg = el('div', 'msg user', text);
-    log.appendChild(msg);
-    return msg;
+    return log.appendChild(el('div', 'msg user', text));
   }
 
   function addPending() {
-    var msg = el('div', 'msg bot');
-    msg.setAttribute('data-state', 'pending');
-    msg.setAttribute('aria-busy', 'true');
-    var row = el('div', 'thinking');
-    var dots = el('span', 'dots');
-    dots.setAttribute('aria-hidden', 'true');
-    dots.appendChild(el('span'));
-    dots.appendChild(el('span'));
-    dots.appendChild(el('span'));
-    row.appendChild(dots);
+    var msg = el('div', 'msg bot', null, { 'data-state': 'pending', 'aria-busy': 'true' });
+    var row = msg.appendChild(el('div', 'thinking'));
+    var dots = row.appendChild(el('span', 'dots', null, { 'aria-hidden': 'true' }));
+    for (var i = 0; i < 3; i++) dots.appendChild(el('span'));
     row.appendChild(setI18n(el('span', 'thinking-text'), 'thinking'));
-    msg.appendChild(row);
-    log.appendChild(msg);
-    return msg;
+    return log.appendChild(msg);
   }
 
   function settle(msg, state) {
@@ -836,19 +349,14 @@
     });
     if (!list.length) return null;
     var box = el('div', 'alts');
-    var label = setI18n(el('p', 'alts-label'), labelKey);
-    var ul = el('ul', 'alts-list');
-    for (var i = 0; i < list.length; i++) {
-      var li = el('li');
-      var b = el('button', 'alt', list[i].question);
-      b.type = 'button';
-      if (list[i].id !== undefined && list[i].id !== null) b.setAttribute('data-id', String(list[i].id));
+    box.appendChild(setI18n(el('p', 'alts-label'), labelKey));
+    var ul = box.appendChild(el('ul', 'alts-list'));
+    list.forEach(function (a) {
+      var b = el('button', 'alt', a.question, { type: 'button', lang: textLang(a.question) });
+      if (a.id !== undefined && a.id !== null) b.setAttribute('data-id', String(a.id));
       b.addEventListener('click', onAskButton);
-      li.appendChild(b);
-      ul.appendChild(li);
-    }
-    box.appendChild(label);
-    box.appendChild(ul);
+      ul.appendChild(el('li')).appendChild(b);
+    });
     return box;
   }
 
@@ -858,15 +366,11 @@
     num = Math.max(0, Math.min(1, num));
     var pct = Math.round(num * 100);
     var level = num >= 0.7 ? 'high' : (num >= 0.4 ? 'medium' : 'low');
-    var box = el('div', 'confidence');
-    box.setAttribute('data-level', level);
-    box.setAttribute('data-value', String(num));
+    var box = el('div', 'confidence', null, { 'data-level': level, 'data-value': String(num) });
     box.appendChild(setI18n(el('span', 'confidence-label'), 'confidence'));
-    var bar = el('span', 'confidence-bar');
-    bar.setAttribute('aria-hidden', 'true');
+    var bar = box.appendChild(el('span', 'confidence-bar', null, { 'aria-hidden': 'true' }));
     // width via a class (5% steps): no inline styles under the CSP
     bar.appendChild(el('span', 'confidence-fill w' + (Math.round(pct / 5) * 5)));
-    box.appendChild(bar);
     box.appendChild(el('span', 'confidence-value', pct + '%'));
     return box;
   }
@@ -879,27 +383,16 @@
   function renderAnswer(msg, data) {
     var match = data.match;
     settle(msg, 'answer');
-    var cl = textLang(match.answer);
+    var head = msg.appendChild(el('div', 'answer-head'));
+    if (match.section) head.appendChild(el('p', 'section', match.section, { lang: textLang(match.section) }));
+    head.appendChild(el('h2', 'match-question', match.question || '', { lang: textLang(match.question) }));
 
-    var head = el('div', 'answer-head');
-    if (match.section) {
-      var sec = el('p', 'section', match.section);
-      head.appendChild(sec);
-    }
-    var title = el('h2', 'match-question', match.question || '');
-    title.setAttribute('lang', textLang(match.question));
-    head.appendChild(title);
-    msg.appendChild(head);
-
-    var body = renderMarkdown(match.answer || '', match.commands);
+    var body = msg.appendChild(renderParts(match.answer));
     body.classList.add('answer-body');
-    if (cl) body.setAttribute('lang', cl);
-    msg.appendChild(body);
+    body.setAttribute('lang', textLang([].concat(match.answer).map(function (p) { return p && p.markdown; }).join()));
 
-    var foot = el('div', 'answer-foot');
     var conf = confidenceBlock(match.confidence);
-    if (conf) foot.appendChild(conf);
-    if (foot.firstChild) msg.appendChild(foot);
+    if (conf) msg.appendChild(el('div', 'answer-foot')).appendChild(conf);
 
     var alts = alternativesBlock(data.alternatives, 'didYouMean', match.id);
     if (alts) msg.appendChild(alts);
@@ -907,12 +400,9 @@
 
   function renderNoAnswer(msg, data) {
     settle(msg, 'noanswer');
-    var title = el('p', 'noanswer-title');
-    var icon = el('span', 'noanswer-icon', '?');
-    icon.setAttribute('aria-hidden', 'true');
-    title.appendChild(icon);
+    var title = msg.appendChild(el('p', 'noanswer-title'));
+    title.appendChild(el('span', 'noanswer-icon', '?', { 'aria-hidden': 'true' }));
     title.appendChild(setI18n(el('strong'), 'noAnswerTitle'));
-    msg.appendChild(title);
     var alts = alternativesBlock(data.alternatives, 'nearest', null);
     if (alts) msg.appendChild(alts);
     else msg.appendChild(setI18n(el('p', 'noanswer-text'), 'rephrase'));
@@ -924,28 +414,18 @@
    */
   function renderError(msg, err, question) {
     settle(msg, 'error');
-    var p = el('p', 'error-text');
-    var icon = el('span', 'error-icon', '!');
-    icon.setAttribute('aria-hidden', 'true');
-    p.appendChild(icon);
+    var p = msg.appendChild(el('p', 'error-text'));
+    p.appendChild(el('span', 'error-icon', '!', { 'aria-hidden': 'true' }));
     p.appendChild(setI18n(el('strong', 'error-prefix'), 'errorPrefix'));
     if (err.message) p.appendChild(el('span', 'error-message', err.message));
     else p.appendChild(setI18n(el('span', 'error-message'), err.key, err.args));
-    msg.appendChild(p);
 
     if (err.retryAfter !== undefined && err.retryAfter !== null) {
       msg.appendChild(setI18n(el('p', 'error-detail'), 'retryAfter', { s: err.retryAfter }));
     }
-    if (err.code) {
-      var code = el('p', 'error-code');
-      code.appendChild(el('code', null, err.code));
-      msg.appendChild(code);
-    }
-    var retry = el('button', 'retry');
-    retry.type = 'button';
-    setI18n(retry, 'retry');
+    if (err.code) msg.appendChild(el('p', 'error-code')).appendChild(el('code', null, err.code));
+    var retry = msg.appendChild(setI18n(el('button', 'retry', null, { type: 'button' }), 'retry'));
     retry.addEventListener('click', function () { ask(question, false); });
-    msg.appendChild(retry);
   }
 
   function parseRetryAfter(value) {
@@ -991,7 +471,7 @@
     fetch('/api/ask', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
-      body: JSON.stringify({ question: question, top_k: 3 }),
+      body: JSON.stringify({ question: question, top_k: 3, tree: true }),
       signal: controller ? controller.signal : undefined,
       credentials: 'same-origin',
       cache: 'no-store'
@@ -1002,15 +482,13 @@
         return { res: res, data: data };
       });
     }).then(null, function () {
-      // fetch rejected or the body could not be read: network failure / timeout
-      return { failed: true };
+      return { failed: true }; // fetch rejected or the body could not be read: network failure / timeout
     }).then(function (r) {
       if (r.failed) {
         renderError(pending, { key: timedOut ? 'timeoutError' : 'networkError' }, question);
         return;
       }
-      var res = r.res;
-      var data = r.data;
+      var res = r.res, data = r.data;
       if (!res.ok) {
         var e = (data && data.error && typeof data.error === 'object') ? data.error : {};
         renderError(pending, {
@@ -1069,10 +547,7 @@
 
     document.getElementById('lang-switch').addEventListener('click', toggleLang);
 
-    form.addEventListener('submit', function (ev) {
-      ev.preventDefault();
-      submitInput();
-    });
+    form.addEventListener('submit', function (ev) { ev.preventDefault(); submitInput(); });
 
     input.addEventListener('keydown', function (ev) {
       if (ev.key !== 'Enter' || ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) return;
@@ -1083,11 +558,8 @@
     });
 
     // browsers without `field-sizing: content` grow the textarea by its line count
-    var autoSize = !(window.CSS && CSS.supports && CSS.supports('field-sizing', 'content'));
-    if (autoSize) {
-      var resize = function () {
-        input.rows = Math.max(1, Math.min(6, input.value.split('\n').length));
-      };
+    if (!(window.CSS && CSS.supports && CSS.supports('field-sizing', 'content'))) {
+      var resize = function () { input.rows = Math.max(1, Math.min(6, input.value.split('\n').length)); };
       input.addEventListener('input', resize);
       form.addEventListener('submit', function () { setTimeout(resize, 0); });
     }

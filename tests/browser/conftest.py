@@ -1,5 +1,8 @@
 """Fixtures for the browser tests: the real engine behind a live uvicorn, headless Chromium.
 
+A second live server answers from ``structure_faq.md`` (beside this file) with the HashEncoder:
+its entries use every markdown construct the page renders, asked verbatim to get them back.
+
 Every test here is marked ``browser``; the whole folder skips when /usr/bin/chromium is absent
 (CI installs it with ``make browser-deps``), so ``make test`` still runs everything else.
 """
@@ -18,18 +21,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Error, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page
 
     from qa.search import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+STRUCTURE_FAQ = HERE / "structure_faq.md"
 CHROMIUM = Path("/usr/bin/chromium")
 SKIP_REASON = f"{CHROMIUM} is not installed (run `make browser-deps`); browser tests skipped"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 10_000
+ANSWER_TIMEOUT = 10_000
 
 # Records CSP violations inside the page too (besides the console's "Refused to ..." lines).
 # Init scripts are injected by the browser, so the page's own CSP does not block this one.
@@ -73,7 +78,7 @@ def _free_port() -> int:
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary index folder, seeded with a copy of the project's built index when there is one.
 
-    The copy only saves the build: ``Engine.open`` checks the model, the data hash and the file
+    The copy only saves the build: ``Engine.from_settings`` checks the model, the data hash and the file
     hashes, and rebuilds here (never in the project's index/) when the copy is stale or damaged.
     """
     path = tmp_path_factory.mktemp("index")
@@ -87,22 +92,42 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def engine(index_dir: Path) -> Engine:
     """The real default model on the real FAQ; the index is built in a temporary folder."""
-    from qa.encoders import load_encoder
     from qa.search import Engine
+    from qa.settings import Settings
 
-    return Engine.open(ROOT / "data", index_dir, load_encoder("multilingual-e5-small"))
+    settings = Settings(data_dir=ROOT / "data", faq_dir=None, index_dir=index_dir, model="multilingual-e5-small")
+    return Engine.from_settings(settings)
 
 
 @pytest.fixture(scope="session")
 def live_server(engine: Engine, index_dir: Path) -> Iterator[LiveServer]:
-    """The app served by uvicorn on 127.0.0.1 (a free port) in a background thread."""
+    """The app on the real FAQ, served by uvicorn on 127.0.0.1 (a free port) in a background thread."""
+    yield from _serve(engine, ROOT / "data", index_dir)
+
+
+@pytest.fixture(scope="session")
+def structure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The app on structure_faq.md alone, with the HashEncoder (a question asked verbatim is its match)."""
+    from qa.encoders import HashEncoder
+    from qa.search import Engine
+    from qa.settings import Settings
+
+    root = tmp_path_factory.mktemp("structure")
+    (root / "data" / "faq").mkdir(parents=True)
+    shutil.copyfile(STRUCTURE_FAQ, root / "data" / "faq" / STRUCTURE_FAQ.name)
+    settings = Settings(data_dir=root / "data", faq_dir=None, index_dir=root / "index")
+    yield from _serve(Engine.from_settings(settings, encoder=HashEncoder()), root / "data", root / "index")
+
+
+def _serve(engine: Engine, data_dir: Path, index_dir: Path) -> Iterator[LiveServer]:
+    """Serves the engine until the generator is closed; yields once /readyz answers 200."""
     import httpx
     import uvicorn
 
     from server.app import create_app
     from server.settings import ServerSettings
 
-    settings = ServerSettings(rate_limit="off", data_dir=ROOT / "data", index_dir=index_dir)
+    settings = ServerSettings(rate_limit="off", data_dir=data_dir, faq_dir=None, index_dir=index_dir)
     app = create_app(settings, engine)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -182,12 +207,12 @@ class BrowserPage:
 
 
 @pytest.fixture
-def new_page(browser: Browser, live_server: LiveServer) -> Iterator[Callable[..., BrowserPage]]:
-    """Opens pages in fresh contexts (clipboard allowed, en-US unless told); fails the test on any
-    console error, uncaught exception, CSP violation or dialog in them."""
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[..., BrowserPage]]:
+    """Opens pages in fresh contexts (clipboard allowed, en-US unless told) on the live server (or
+    ``server=``); fails the test on any console error, uncaught exception, CSP violation or dialog in them."""
     opened: list[tuple[Any, BrowserPage]] = []
 
-    def make(**context_options: Any) -> BrowserPage:
+    def make(server: LiveServer | None = None, **context_options: Any) -> BrowserPage:
         options: dict[str, Any] = {"permissions": ["clipboard-read", "clipboard-write"], "locale": "en-US"}
         options.update(context_options)
         context = browser.new_context(**options)
@@ -203,7 +228,8 @@ def new_page(browser: Browser, live_server: LiveServer) -> Iterator[Callable[...
             dialog.dismiss()
 
         page.on("dialog", on_dialog)
-        bp = BrowserPage(page, problems, live_server)
+        # the real FAQ's server starts (loading the model) only for the tests that use it
+        bp = BrowserPage(page, problems, server or request.getfixturevalue("live_server"))
         opened.append((context, bp))
         return bp
 
@@ -231,3 +257,25 @@ def chat(new_page: Callable[..., BrowserPage]) -> BrowserPage:
     bp = new_page()
     bp.open()
     return bp
+
+
+# -- helpers of the tests -------------------------------------------------------------------------
+
+
+def ask(page: Page, question: str) -> Locator:
+    """Types the question, presses Enter, and returns the new bot message once it has settled."""
+    from playwright.sync_api import expect
+
+    before = page.locator("#log .msg.bot").count()
+    box = page.locator("#question")
+    box.fill(question)
+    box.press("Enter")
+    bot = page.locator("#log .msg.bot").nth(before)
+    expect(bot).not_to_have_attribute("data-state", "pending", timeout=ANSWER_TIMEOUT)
+    return bot
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Saves a screenshot under artifacts/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))

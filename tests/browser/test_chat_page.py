@@ -9,38 +9,25 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHROMIUM, SCREENSHOTS, SKIP_REASON, BrowserPage
+from .conftest import ANSWER_TIMEOUT, CHROMIUM, SKIP_REASON, BrowserPage, ask, screenshot
 
 if not CHROMIUM.exists():
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
-from playwright.sync_api import Locator, Page, expect
-
-ANSWER_TIMEOUT = 10_000
+from playwright.sync_api import expect
 
 PLACEHOLDER_EN = "Ask a question about OpenKruise…"
 PLACEHOLDER_ZH = "输入关于 OpenKruise 的问题…"
 
 
-def ask(page: Page, question: str) -> Locator:
-    """Types the question, presses Enter, and returns the new bot message once it has settled."""
-    before = page.locator("#log .msg.bot").count()
-    box = page.locator("#question")
-    box.fill(question)
-    box.press("Enter")
-    bot = page.locator("#log .msg.bot").nth(before)
-    expect(bot).not_to_have_attribute("data-state", "pending", timeout=ANSWER_TIMEOUT)
-    return bot
-
-
 def expected(chat: BrowserPage, question: str) -> dict[str, Any]:
-    """What the engine answers (the same engine the server uses)."""
-    return chat.server.engine.ask(question).to_dict()
+    """What the engine answers (the same engine the server uses), as JSON."""
+    return dict(chat.server.engine.ask(question).model_dump(mode="json"))
 
 
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name))
+def commands_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The command parts of an answer's match, in order."""
+    return [p for p in answer["match"]["answer"] if p["type"] == "command"]
 
 
 def test_chinese_question_answered_with_the_faq_question(new_page: Callable[..., BrowserPage]) -> None:
@@ -70,12 +57,57 @@ def test_chinese_question_answered_with_the_faq_question(new_page: Callable[...,
     screenshot(page, "chat-zh.png")
 
 
+def test_html_lang_follows_the_interface_language_from_the_start(new_page: Callable[..., BrowserPage]) -> None:
+    chat = new_page(locale="zh-CN")
+    chat.open()
+    page = chat.page
+    html = page.locator("html")
+    switch = page.locator("#lang-switch")
+    expect(page.locator("#question")).to_have_attribute("placeholder", PLACEHOLDER_ZH)
+    expect(html).to_have_attribute("lang", "zh-CN")
+    # the switch names the other language, in that language
+    expect(switch).to_have_attribute("lang", "en")
+    switch.click()
+    expect(html).to_have_attribute("lang", "en")
+    expect(switch).to_have_attribute("lang", "zh")
+    switch.click()
+    expect(html).to_have_attribute("lang", "zh-CN")
+
+
+def test_chinese_answer_shows_its_text_and_commands_in_order(new_page: Callable[..., BrowserPage]) -> None:
+    """A real entry with Chinese text around a shell block: the parts in the FAQ's order."""
+    chat = new_page(locale="zh-CN", viewport={"width": 900, "height": 900})
+    chat.open()
+    page = chat.page
+    question = "用 Helm 卸载 Kruise 报错 kruise-finalizer BackoffLimitExceeded"
+    want = expected(chat, question)
+    assert want["match"] is not None, "the engine has no answer for the uninstall question"
+    parts = want["match"]["answer"]
+    assert [p["type"] for p in parts].count("command") >= 1 and parts[0]["type"] == "text"
+
+    bot = ask(page, question)
+    expect(bot).to_have_attribute("data-state", "answer")
+    expect(bot.locator(".match-question")).to_have_text(want["match"]["question"])
+    body = bot.locator(".answer-body")
+    expect(body).to_have_attribute("lang", "zh-CN")
+    blocks = body.locator(".command")
+    expect(blocks).to_have_count(len(commands_of(want)))
+    assert [b.locator("pre code").text_content() for b in blocks.all()] == [c["code"] for c in commands_of(want)]
+    expect(blocks.first.locator(".command-lang")).to_have_text(commands_of(want)[0]["language"])
+    expect(blocks.first.locator("button.copy")).to_have_text("复制")
+    # each command sits between the text before it and the text after it, as in the FAQ
+    kinds = body.evaluate("b => Array.from(b.children).map(n => n.classList.contains('command') ? 'command' : 'text')")
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1] or k == "command"]
+    assert collapsed == [p["type"] for p in parts]
+    screenshot(page, "chat-zh-commands.png")
+
+
 def test_copy_button_copies_the_command_verbatim(chat: BrowserPage) -> None:
     page = chat.page
     question = "How do I inject a sidecar into existing pods?"
     want = expected(chat, question)
     assert want["match"] is not None, "the engine has no answer for the sidecar question"
-    commands = want["match"]["commands"]
+    commands = commands_of(want)
     assert commands, "the sidecar entry is expected to carry a command block"
     code = commands[0]["code"]
 
@@ -181,6 +213,7 @@ def test_language_switch_changes_the_interface_and_persists(chat: BrowserPage) -
     expect(switch).to_have_text("中文")
     expect(page.locator("#send .send-label")).to_have_text("Send")
     expect(page.locator("#empty-title")).to_have_text("Ask the OpenKruise FAQ")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
 
     switch.click()
     expect(box).to_have_attribute("placeholder", PLACEHOLDER_ZH)
@@ -201,6 +234,7 @@ def test_language_switch_changes_the_interface_and_persists(chat: BrowserPage) -
     page.locator("#lang-switch").click()
     expect(bot.locator(".confidence-label")).to_have_text("Confidence")
     expect(page.locator("#question")).to_have_attribute("placeholder", PLACEHOLDER_EN)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
     page.reload()
     expect(page.locator("#question")).to_have_attribute("placeholder", PLACEHOLDER_EN)
     expect(page.locator("html")).to_have_attribute("lang", "en")
@@ -258,7 +292,7 @@ def test_server_error_is_shown_in_the_chat(chat: BrowserPage) -> None:
     user = page.locator("#log .msg.user")
     expect(user).to_have_text([question])
     expect(user).to_be_visible()
-    assert requests == [{"question": question, "top_k": 3}]
+    assert requests == [{"question": question, "top_k": 3, "tree": True}]
     expect(page.locator("#send")).to_be_enabled()
 
     # Retry asks again; this time the server answers
