@@ -6,38 +6,33 @@ Usage: python scripts/ablation.py [EVAL FILES…]
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.encoders import load_encoder  # noqa: E402
 from qa.evaluate import read_examples  # noqa: E402
-from qa.search import Engine, Weights  # noqa: E402
+from qa.search import Engine, FusionWeights  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 
 VARIANTS = {
-    "BM25 over jieba tokens (question+alternates+answer)": Weights(question=0.0, answer=0.0, lexical=1.0),
-    "dense, question+answer passage only": Weights(question=0.0, answer=1.0, lexical=0.0),
-    "dense, question and alternates only": Weights(question=1.0, answer=0.0, lexical=0.0),
-    "hybrid (the default weights)": Weights(),
+    "BM25 over jieba tokens (question+alternates+answer)": FusionWeights(question=0.0, answer=0.0, lexical=1.0),
+    "dense, question+answer passage only": FusionWeights(question=0.0, answer=1.0, lexical=0.0),
+    "dense, question and alternates only": FusionWeights(question=1.0, answer=0.0, lexical=0.0),
+    "hybrid (the default weights)": FusionWeights(),
 }
 
 
 def main() -> None:
-    s = Settings()
-    engine = Engine.open(s.data_dir, s.index_dir, load_encoder(s.model), faq_dir=s.faq_dir, cache_size=0)
+    s = Settings(cache_size=0)
+    base = Engine.from_settings(s)
     examples = [x for x in read_examples([Path(p) for p in sys.argv[1:]] or [s.data_dir / "eval"]) if x.id]
-    vectors = engine.encoder.encode([x.q for x in examples], "query")
-    scores, idx = engine.dense.search(vectors)
     print(f"{len(examples)} in-domain questions; rank-1 and recall@3 with no threshold\n")
     for name, w in VARIANTS.items():
-        engine.weights = replace(w)
+        engine = Engine(base.kb, base.encoder, base.dense, cache_size=0, fusion=w)
         ranks = []
-        for x, sc, ix in zip(examples, scores, idx):
-            ranked, _, _ = engine.signals(engine.clean(x.q), sc, ix)
-            ids = [c.id for c in ranked]
+        for x in examples:
+            ids = [c.id for c in engine.signals(x.q).candidates]
             ranks.append(ids.index(x.id) + 1 if x.id in ids else 99)
         r1 = sum(r == 1 for r in ranks) / len(ranks)
         r3 = sum(r <= 3 for r in ranks) / len(ranks)

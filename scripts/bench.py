@@ -62,11 +62,12 @@ def in_process(questions: list[str], rounds: int) -> None:
     encoder = load_encoder(s.model)
     load_model = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
+        fresh = s.model_copy(update={"index_dir": Path(tmp), "cache_size": 0})
         t = time.perf_counter()
-        engine = Engine.open(s.data_dir, Path(tmp), encoder, faq_dir=s.faq_dir, cache_size=0)
+        engine = Engine.from_settings(fresh, encoder=encoder)
         build = time.perf_counter() - t
         t = time.perf_counter()
-        engine = Engine.open(s.data_dir, Path(tmp), encoder, faq_dir=s.faq_dir, cache_size=0)
+        engine = Engine.from_settings(fresh, encoder=encoder)
         reload_ = time.perf_counter() - t
     print(f"model load                                   {load_model * 1000:8.1f} ms")
     print(f"index build ({len(engine.dense)} vectors, {len(engine.kb.entries)} entries)   {build * 1000:8.1f} ms "
@@ -130,11 +131,10 @@ def batched(questions: list[str]) -> None:
     """
     import concurrent.futures as futures
 
-    from qa.encoders import BatchingEncoder
+    from server.batching import BatchingEncoder
 
-    s = Settings()
-    engine = Engine.open(s.data_dir, s.index_dir, BatchingEncoder(load_encoder(s.model)), faq_dir=s.faq_dir,
-                         cache_size=0)
+    s = Settings(cache_size=0)
+    engine = Engine.from_settings(s, encoder=BatchingEncoder(load_encoder(s.model)))
     for q in questions[:10]:
         engine.ask(q)
     t = time.perf_counter()

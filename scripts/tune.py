@@ -1,4 +1,4 @@
-"""Chooses the confidence curve (``level``, ``margin_gain``, ``gap_gain`` of qa.search.Weights).
+"""Chooses the confidence curve (``level``, ``margin_gain``, ``gap_gain`` of qa.search.ConfidenceCurve).
 
 Computes each evaluation question's candidates once, then grid-searches the curve for the
 most right answers plus rejections, with in-domain false rejection held at or below
@@ -25,27 +25,29 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.encoders import load_encoder  # noqa: E402
 from qa.evaluate import read_examples  # noqa: E402
-from qa.search import Engine, Weights, confidence, confidence_logit  # noqa: E402
+from qa.search import ConfidenceCurve, Engine, Signals, confidence, confidence_logit  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 
 GRID = list(itertools.product(np.round(np.arange(0.76, 0.92, 0.005), 3), (0, 10, 20, 30, 40, 60, 80),
                               (0, 20, 40, 80, 120), (0.0, 1.0, 2.0, 4.0, 6.0, 8.0)))
 
 
-def evaluate(rows: list[tuple], w: Weights) -> dict[str, float]:
-    pos = [(r, o, e, u) for r, o, e, _, u in rows if e is not None]
-    answered = [confidence(r, o, w, u) >= 0.5 for r, o, _, u in pos]
-    out = {"top1": float(np.mean([a and r[0].id == e for a, (r, _, e, _) in zip(answered, pos)])),
+Row = tuple[Signals, str | None, str]  # the question's signals, the expected id (None: reject), the kind
+
+
+def evaluate(rows: list[Row], w: ConfidenceCurve) -> dict[str, float]:
+    pos = [(s, e) for s, e, _ in rows if e is not None]
+    answered = [confidence(s, w) >= 0.5 for s, _ in pos]
+    out = {"top1": float(np.mean([a and s.candidates[0].id == e for a, (s, e) in zip(answered, pos)])),
            "false_reject": 1 - float(np.mean(answered))}
     for kind in ("offtopic", "uncovered"):
-        neg = [(r, o, u) for r, o, e, k, u in rows if e is None and k == kind]
-        out[kind] = float(np.mean([confidence(r, o, w, u) < 0.5 for r, o, u in neg])) if neg else 1.0
+        neg = [s for s, e, k in rows if e is None and k == kind]
+        out[kind] = float(np.mean([confidence(s, w) < 0.5 for s in neg])) if neg else 1.0
     return out
 
 
-def choose(rows: list[tuple], base: Weights, max_fr: float, unc_w: float) -> Weights:
+def choose(rows: list[Row], base: ConfidenceCurve, max_fr: float, unc_w: float) -> ConfidenceCurve:
     best, best_w = -1.0, base
     for level, mg, gg, ug in GRID:
         w = replace(base, slope=40.0, level=float(level), margin_gain=float(mg), gap_gain=float(gg), unknown_gain=ug)
@@ -65,24 +67,19 @@ def main() -> None:
     ap.add_argument("--uncovered-weight", type=float, default=0.6)
     ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args()
-    s = Settings()
-    engine = Engine.open(s.data_dir, s.index_dir, load_encoder(s.model), faq_dir=s.faq_dir, cache_size=0)
+    s = Settings(cache_size=0)
+    engine = Engine.from_settings(s)
     examples = read_examples([Path(f) for f in args.files] or [s.data_dir / "eval"])
-    vectors = engine.encoder.encode([x.q for x in examples], "query")
-    scores, idx = engine.dense.search(vectors)
-    rows = []
-    for x, sc, ix in zip(examples, scores, idx):
-        ranked, oos, unknown = engine.signals(engine.clean(x.q), sc, ix)
-        rows.append((ranked, oos, x.id, x.kind, unknown))
-    print(f"current: {engine.weights}\n  {evaluate(rows, engine.weights)}")
-    w = choose(rows, engine.weights, args.max_false_reject, args.uncovered_weight)
+    rows: list[Row] = [(engine.signals(x.q), x.id, x.kind) for x in examples]
+    print(f"current: {engine.curve}\n  {evaluate(rows, engine.curve)}")
+    w = choose(rows, engine.curve, args.max_false_reject, args.uncovered_weight)
     print(f"chosen on all {len(rows)}: level={w.level} margin_gain={w.margin_gain} gap_gain={w.gap_gain} "
           f"unknown_gain={w.unknown_gain}\n"
           f"  {evaluate(rows, w)}")
     # Temperature: divide the whole curve by T (the 0.5 boundary stays put) so that a
     # confidence of p is right about p of the time (least log-loss on "the match is right").
-    z = np.array([confidence_logit(r, o, w, u) for r, o, _, _, u in rows])
-    right = np.array([1.0 if e is not None and r[0].id == e else 0.0 for r, _, e, _, _ in rows])
+    z = np.array([confidence_logit(s, w) for s, _, _ in rows])
+    right = np.array([1.0 if e is not None and s.candidates[0].id == e else 0.0 for s, e, _ in rows])
 
     def log_loss(t: float) -> float:
         p = np.clip(1 / (1 + np.exp(-np.clip(z / t, -50, 50))), 1e-6, 1 - 1e-6)
@@ -98,7 +95,7 @@ def main() -> None:
     held: list[dict[str, float]] = []
     for fold in folds:
         test = set(fold)
-        wk = choose([r for i, r in enumerate(rows) if i not in test], engine.weights, args.max_false_reject,
+        wk = choose([r for i, r in enumerate(rows) if i not in test], engine.curve, args.max_false_reject,
                     args.uncovered_weight)
         held.append({**evaluate([rows[i] for i in fold], wk), "n": len(fold)})
     total = sum(h["n"] for h in held)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_faq import REAL_DATA, ROOT
+from tiny_faq import REAL_DATA, ROOT, open_engine
 
 from qa.encoders import DEFAULT_MODEL, E5Encoder, SentenceTransformerEncoder, load_encoder, resolve_packaged_model
 from qa.errors import ModelLoadError
@@ -56,7 +56,7 @@ def real_engine(e5: E5Encoder, tmp_path_factory: pytest.TempPathFactory) -> Engi
     index = tmp_path_factory.mktemp("real") / "index"
     if (ROOT / "index" / "manifest.json").is_file():
         shutil.copytree(ROOT / "index", index)
-    return Engine.open(REAL_DATA, index, e5)
+    return open_engine(REAL_DATA, index, e5)
 
 
 def unit_rows(v: np.ndarray, n: int, dim: int = 384) -> None:
@@ -200,8 +200,8 @@ def test_cli_unknown_model_exits_1(tiny_data: Path, tmp_path: Path, monkeypatch:
 def test_real_engine_answers(real_engine: Engine, question: str, expected: str) -> None:
     answer = real_engine.ask(question)
     assert answer.match is not None, answer.alternatives
-    assert answer.match["id"] == expected
-    assert answer.match["confidence"] >= real_engine.threshold
+    assert answer.match.id == expected
+    assert answer.match.confidence >= real_engine.threshold
 
 
 def test_real_engine_rejects_an_off_topic_question(real_engine: Engine) -> None:
@@ -215,9 +215,7 @@ def test_real_engine_is_thread_safe(real_engine: Engine) -> None:
                  "如何向现有 Pod 注入边车？", "kruise-manager 的 CPU 怎么设置", "Helm 卸载 Kruise 报错",
                  "What RBAC permissions does OpenKruise need?", "ArgoCD 能管理 CloneSet 吗"]
     fresh = [Engine(real_engine.kb, real_engine.encoder, real_engine.dense, cache_size=0) for _ in range(2)]
-    sequential = [fresh[0].ask(q).to_dict() for q in questions]
+    sequential = [fresh[0].ask(q).model_dump(exclude={"took_ms"}) for q in questions]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        concurrent = list(pool.map(lambda q: fresh[1].ask(q).to_dict(), questions))
-    for s, c in zip(sequential, concurrent):
-        s.pop("took_ms"), c.pop("took_ms")
-        assert s == c
+        concurrent = list(pool.map(lambda q: fresh[1].ask(q).model_dump(exclude={"took_ms"}), questions))
+    assert sequential == concurrent
