@@ -559,3 +559,35 @@ def test_warm_up_runs_the_answering_path_without_filling_the_cache(hash_engine: 
     assert len(encoder.calls) == 2  # one question in each language, each encoded as a query
     engine.ask("如何升级 OpenKruise？")
     assert len(encoder.calls) == 3  # not cached by the warm-up
+
+
+def test_data_file_items_are_validated_with_file_and_line(tiny_data: Path) -> None:
+    sidecar, cpu = TINY_IDS[Q_SIDECAR], TINY_IDS[Q_CPU]
+    (tiny_data / "translations.yaml").write_text(
+        f'"{sidecar}":\n  question: "How do I add a sidecar?"\n  answer: "Use a SidecarSet."\n'
+        f'"{cpu}":\n  answer: "no question here"\n', encoding="utf-8")
+    (tiny_data / "out_of_scope.yaml").write_text(
+        '- topic: baking\n  examples:\n    - "bread"\n- topic: empty\n  examples: []\n- just a string\n',
+        encoding="utf-8")
+    (tiny_data / "alternates.yaml").write_text(f'"{sidecar}":\n  - "ok"\n"{cpu}": "not a list"\n', encoding="utf-8")
+    kb = KnowledgeBase.load(tiny_data)
+    # the valid items load ...
+    assert kb.translations[sidecar].question == "How do I add a sidecar?"
+    assert kb.translations[sidecar].answer == (TextPart(markdown="Use a SidecarSet."),)
+    assert kb.known_gaps == {"baking": ["bread"]}
+    assert kb.alternates == {sidecar: ["ok"]}
+    # ... and each bad one is named with its file and line
+    assert sorted(str(w) for w in kb.warnings) == [
+        f"alternates.yaml:3: {cpu}: Input should be a valid list; ignored",
+        "out_of_scope.yaml:5: 1.examples: List should have at least 1 item after validation, not 0; ignored",
+        "out_of_scope.yaml:6: 2: Input should be a valid dictionary or instance of KnownGap; ignored",
+        f"translations.yaml:5: {cpu}.question: Field required; ignored",
+    ]
+
+
+def test_a_data_file_that_is_not_yaml_is_named_with_its_line(tiny_data: Path) -> None:
+    (tiny_data / "alternates.yaml").write_text('"a":\n  - [unclosed\n', encoding="utf-8")
+    kb = KnowledgeBase.load(tiny_data)
+    assert kb.alternates == {}
+    [warning] = kb.warnings
+    assert warning.source == "alternates.yaml" and warning.line > 0 and "cannot parse" in warning.message
