@@ -100,13 +100,13 @@ class KnowledgeBase:
         ids = {e.id for e in parsed.entries}
 
         alternates: dict[str, list[str]] = {}
-        for key, value in _mapping_items(data_dir / ALTERNATES, _ALTERNATES, ids, warnings):
+        for key, value in _items(data_dir / ALTERNATES, _ALTERNATES, warnings, ids):
             alternates[key] = [x.strip() for x in value if x.strip()]
         translations: dict[str, Translation] = {}
-        for key, item in _mapping_items(data_dir / TRANSLATIONS, TypeAdapter(TranslationItem), ids, warnings):
+        for key, item in _items(data_dir / TRANSLATIONS, TypeAdapter(TranslationItem), warnings, ids):
             translations[key] = Translation(language="en", question=item.question, answer=split_parts(item.answer))
         known_gaps: dict[str, list[str]] = {}
-        for item in _sequence_items(data_dir / OUT_OF_SCOPE, TypeAdapter(KnownGap), warnings):
+        for _, item in _items(data_dir / OUT_OF_SCOPE, TypeAdapter(KnownGap), warnings):
             known_gaps[item.topic] = [x for x in (e.strip() for e in item.examples) if x]
 
         files = sorted(faq_dir.rglob("*.md")) + [data_dir / n for n in (ALTERNATES, TRANSLATIONS, OUT_OF_SCOPE,
@@ -214,36 +214,23 @@ def _invalid(path: Path, node: yaml.Node | None, loc: tuple[Any, ...], exc: Vali
                         f"{'.'.join(map(str, loc))}{'.' + where if where else ''}: {err['msg']}; ignored")
 
 
-def _mapping_items(path: Path, adapter: TypeAdapter[Any], ids: set[str],
-                   warnings: list[ParseWarning]) -> Iterator[tuple[str, Any]]:
-    """Validated ``id → value`` items of a YAML mapping keyed by entry id."""
+def _items(path: Path, adapter: TypeAdapter[Any], warnings: list[ParseWarning],
+           ids: set[str] | None = None) -> Iterator[tuple[Any, Any]]:
+    """Validated ``(key, item)`` pairs of a YAML file: a mapping keyed by entry id when ``ids`` is
+    given (keys that are not ids are left out), else a list (keys are the indexes)."""
     raw, node = _read_yaml(path, warnings)
     if raw is None:
         return
-    if not isinstance(raw, dict):
-        warnings.append(ParseWarning(path.name, _line(node), "expected a mapping of entry id → value; ignored"))
+    if not isinstance(raw, dict if ids is not None else list):
+        shape = "a mapping of entry id → value" if ids is not None else "a list"
+        warnings.append(ParseWarning(path.name, _line(node), f"expected {shape}; ignored"))
         return
-    for key, value in raw.items():
-        key = str(key)
-        if key not in ids:
-            warnings.append(ParseWarning(path.name, _line(node, (key,), key=True), f"unknown entry id {key!r}; ignored"))
+    for key, value in ((str(k), v) for k, v in raw.items()) if isinstance(raw, dict) else enumerate(raw):
+        if ids is not None and key not in ids:
+            line = _line(node, (key,), key=True)
+            warnings.append(ParseWarning(path.name, line, f"unknown entry id {key!r}; ignored"))
             continue
         try:
             yield key, adapter.validate_python(value)
         except ValidationError as exc:
             warnings.append(_invalid(path, node, (key,), exc))
-
-
-def _sequence_items(path: Path, adapter: TypeAdapter[Any], warnings: list[ParseWarning]) -> Iterator[Any]:
-    """Validated items of a YAML list."""
-    raw, node = _read_yaml(path, warnings)
-    if raw is None:
-        return
-    if not isinstance(raw, list):
-        warnings.append(ParseWarning(path.name, _line(node), "expected a list; ignored"))
-        return
-    for i, value in enumerate(raw):
-        try:
-            yield adapter.validate_python(value)
-        except ValidationError as exc:
-            warnings.append(_invalid(path, node, (i,), exc))
