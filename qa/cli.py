@@ -128,6 +128,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """Prints one entry as the FAQ has it (the original of a translated answer)."""
+    from qa.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
+    entry = kb.by_id.get(args.id)
+    if entry is None:
+        raise InvalidQuestion(f"no FAQ entry with id {args.id!r}; 'qa list' shows the ids")
+    if args.json:
+        print(entry.model_dump_json(indent=2))
+    else:
+        from qa.render import print_entry
+
+        print_entry(entry)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Starts the HTTP server (API, chat page, Slack)."""
     try:
@@ -171,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the FAQ entries")
     ls.set_defaults(func=cmd_list)
+
+    sh = sub.add_parser("show", help="print one FAQ entry as written (e.g. the original of a translated answer)")
+    sh.add_argument("id", help="the entry id (see 'qa list')")
+    sh.add_argument("--json", action="store_true", help="print the entry as JSON")
+    sh.set_defaults(func=cmd_show)
 
     s = sub.add_parser("serve", help="start the HTTP server")
     s.add_argument("--host", default=None, help="bind address (env QA_HOST, default 127.0.0.1)")

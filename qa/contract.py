@@ -134,10 +134,15 @@ def _longest_backtick_run(code: str) -> int:
 
 
 class Match(Entry):
-    """The FAQ entry that answers the question."""
+    """The FAQ entry that answers the question. ``question`` and ``answer`` are always the original;
+    ``translation`` is the maintained English version, given when the question was asked in English."""
 
     score: float = Field(..., description="Fused retrieval score of the entry.")
     confidence: float = Field(..., ge=0, le=1, description="How likely this is the right answer.")
+    translation: Translation | None = Field(None, description="The entry in the asker's language (English), "
+                                            "translated from the Chinese FAQ; null for Chinese or mixed "
+                                            "questions and for entries without a translation. The commands "
+                                            "are the same as the original's.")
 
 
 class Alternative(_Frozen):

@@ -11,14 +11,14 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from qa.contract import Answer, TextPart
+from qa.contract import Answer, Entry, Part, TextPart
 
 _FENCE_LANG = {"shell": "bash", "sh": "bash", "text": "text", "": "text"}
 
 
 def print_answer(answer: Answer, console: Console | None = None) -> None:
-    """Prints an answer for a person: text parts as markdown, command parts whole (never cut at
-    the terminal's width: long lines overflow and the terminal wraps them), in order.
+    """Prints an answer for a person: the English translation first when the question was English
+    (with one line that leads to the Chinese original), then the parts in order.
 
     Args:
         answer: the answer.
@@ -27,19 +27,14 @@ def print_answer(answer: Answer, console: Console | None = None) -> None:
     con = console or Console()
     match = answer.match
     if match:
-        con.print(f"[bold cyan]Q:[/] [bold]{_esc(match.question)}[/]   [dim]({_esc(match.section)})[/]")
+        shown = match.translation
+        question = shown.question if shown else match.question
+        con.print(f"[bold cyan]Q:[/] [bold]{_esc(question)}[/]   [dim]({_esc(match.section)})[/]")
         con.print(f"[green]confidence {match.confidence:.0%}[/]  [dim]id {match.id}[/]")
-        n = 0
-        for part in match.answer:
-            if isinstance(part, TextPart):
-                con.print(Markdown(part.markdown))
-                continue
-            n += 1
-            con.print(f"[dim]── command {n} ({_esc(part.language)}) ──[/]")
-            lexer = _FENCE_LANG.get(part.language, part.language)
-            code = Syntax(part.code, lexer, theme="ansi_dark", background_color="default").highlight(part.code)
-            code.rstrip()
-            con.print(code, soft_wrap=True)
+        print_parts(shown.answer if shown else match.answer, con)
+        if shown:
+            con.print(f"[dim]Translated from the Chinese FAQ; the original: [/]qa show {match.id}"
+                      f"[dim]  ({_esc(match.question)})[/]")
         title = "Did you mean"
     else:
         con.print(Panel("[yellow]No good answer in the FAQ for this question.[/]\n"
@@ -49,6 +44,29 @@ def print_answer(answer: Answer, console: Console | None = None) -> None:
         con.print(f"[bold]{title}:[/]")
         for alt in answer.alternatives:
             con.print(f"  • {_esc(alt.question)} [dim]({alt.id}, {alt.score:.2f})[/]")
+
+
+def print_entry(entry: Entry, console: Console | None = None) -> None:
+    """Prints one FAQ entry as written (``qa show``)."""
+    con = console or Console()
+    con.print(f"[bold cyan]Q:[/] [bold]{_esc(entry.question)}[/]   [dim]({_esc(entry.section)}; id {entry.id})[/]")
+    print_parts(entry.answer, con)
+
+
+def print_parts(parts: Sequence[Part], con: Console) -> None:
+    """Text parts as markdown; command parts whole (never cut at the terminal's width: long
+    lines overflow and the terminal wraps them), numbered, in order."""
+    n = 0
+    for part in parts:
+        if isinstance(part, TextPart):
+            con.print(Markdown(part.markdown))
+            continue
+        n += 1
+        con.print(f"[dim]── command {n} ({_esc(part.language)}) ──[/]")
+        lexer = _FENCE_LANG.get(part.language, part.language)
+        code = Syntax(part.code, lexer, theme="ansi_dark", background_color="default").highlight(part.code)
+        code.rstrip()
+        con.print(code, soft_wrap=True)
 
 
 def print_report(report: Mapping[str, Mapping[str, Mapping[str, float | int]]],

@@ -270,14 +270,16 @@ class Engine:
         conf = confidence(signals, self.curve)
         top_k = max(1, top_k)
         match = None
+        language = detect_language(clean)
         if ranked and conf >= self.threshold:
             entry = self.kb.by_id[ranked[0].id]
-            match = Match(**dict(entry), score=round(ranked[0].fused, 4), confidence=round(conf, 4))
+            translation = self.kb.translations.get(entry.id) if language == "en" else None
+            match = Match(**dict(entry), score=round(ranked[0].fused, 4), confidence=round(conf, 4),
+                          translation=translation)
             ranked, top_k = ranked[1:], top_k - 1
         alternatives = tuple(Alternative(id=c.id, question=self.kb.by_id[c.id].question, score=round(c.fused, 4))
                              for c in ranked[:top_k if match else max(top_k, 1)])
-        answer = Answer(question=clean, language=detect_language(clean), match=match, alternatives=alternatives,
-                        took_ms=0.0)
+        answer = Answer(question=clean, language=language, match=match, alternatives=alternatives, took_ms=0.0)
         answer._confidence = conf
         answer._score = signals.candidates[0].fused if signals.candidates else 0.0
         return answer

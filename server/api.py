@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from qa.contract import Answer, AskRequest, Entry, EntrySummary, TextPart
+from qa.contract import Answer, AskRequest, Entry, EntrySummary, Part, TextPart
 from qa.errors import InvalidQuestion, UnknownEntry
 from qa.markdown import tree
 from qa.search import Engine
@@ -101,11 +101,18 @@ async def post_ask(request: Request) -> Response:
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
     request.app.state.metrics.observe_answer(answer, "api")
-    if body.tree and answer.match is not None:
-        parts = tuple(p.model_copy(update={"tree": tree(p.markdown)}) if isinstance(p, TextPart) else p
-                      for p in answer.match.answer)
-        answer = answer.model_copy(update={"match": answer.match.model_copy(update={"answer": parts})})
+    if body.tree and (m := answer.match) is not None:
+        t = m.translation
+        update: dict[str, object] = {"answer": with_trees(m.answer)}
+        if t is not None:
+            update["translation"] = t.model_copy(update={"answer": with_trees(t.answer)})
+        answer = answer.model_copy(update={"match": m.model_copy(update=update)})
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+def with_trees(parts: tuple[Part, ...]) -> tuple[Part, ...]:
+    """The parts with each text part's syntax tree filled in."""
+    return tuple(p.model_copy(update={"tree": tree(p.markdown)}) if isinstance(p, TextPart) else p for p in parts)
 
 
 @router.get("/api/faq", response_model=list[EntrySummary], summary="List the FAQ entries", responses=ERRORS)

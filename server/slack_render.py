@@ -295,27 +295,35 @@ def render_answer(answer: Answer, *, share: bool = False) -> dict[str, Any]:
     if match is None:
         return _render_no_match(asked, answer.alternatives, share=share)
 
-    title = _flat(match.question) or asked or "OpenKruise FAQ"
+    shown = match.translation  # English askers read the maintained translation first
+    parts = shown.answer if shown else match.answer
+    title = _flat(shown.question if shown else match.question) or asked or "OpenKruise FAQ"
     meta = [f"📂 {escape_mrkdwn(_flat(match.section))}"] if match.section.strip() else []
     meta.append(f"置信度 Confidence {round(match.confidence * 100)}%")
+    if shown:
+        meta.append("Translated from the Chinese FAQ")
     context = [" · ".join(meta)]
     if asked and asked != title:
         context.append(f"你的问题 / You asked: {escape_mrkdwn(asked)}")
     head = [HeaderBlock(text=PlainTextObject(text=_clip(title, MAX_HEADER_CHARS), emoji=True)).to_dict(),
             _context(*context, verbatim=True)]
 
-    body = [_section(text) for part in match.answer for text in _section_texts(part)]
+    body = [_section(text) for part in parts for text in _section_texts(part)]
     body = body or [_section("_（该条目没有答案内容 / This entry has no answer text.）_")]
     tail: list[dict[str, Any]] = []
+    if shown:  # the original, one block away (its commands are the ones above)
+        original = "\n".join(_plain(tree(p.markdown)).strip() for p in match.answer if isinstance(p, TextPart))
+        tail.append(_context(f"*原文 / Original:* {escape_mrkdwn(_flat(match.question))}\n"
+                             f"{escape_mrkdwn(original)}", verbatim=True))
     if lines := _alternative_lines(answer.alternatives, match.id):
-        tail = [DividerBlock().to_dict(), _context("你是不是想问 / Did you mean:\n" + "\n".join(lines))]
+        tail += [DividerBlock().to_dict(), _context("你是不是想问 / Did you mean:\n" + "\n".join(lines))]
     room = MAX_BLOCKS - len(head) - len(tail)
     if len(body) > room:
         body = body[: room - 1]
         tail.append(_context(f"✂️ 回答过长，已截断（Slack 单条消息最多 {MAX_BLOCKS} 个区块）。"
                              f" / The answer was shortened to fit Slack's {MAX_BLOCKS}-block limit."))
 
-    prose = "\n".join(_plain(tree(p.markdown)) for p in match.answer if isinstance(p, TextPart))
+    prose = "\n".join(_plain(tree(p.markdown)) for p in parts if isinstance(p, TextPart))
     summary = [title, *[line.strip() for line in prose.splitlines() if line.strip()][:3]]
     return _payload(head + body + tail, "\n".join(escape_mrkdwn(_clip(s, 500)) for s in summary), share=share)
 

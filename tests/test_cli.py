@@ -10,7 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_faq import ALT_SIDECAR, OOS_Q, Q_CPU, Q_SIDECAR, Q_STUCK, ROOT, STUCK_BASH, TINY_IDS, TINY_QUESTIONS
+from tiny_faq import (
+    ALT_SIDECAR,
+    EN_CPU,
+    OOS_Q,
+    Q_CPU,
+    Q_SIDECAR,
+    Q_STUCK,
+    ROOT,
+    STUCK_BASH,
+    TINY_IDS,
+    TINY_QUESTIONS,
+    write_translation,
+)
 
 from qa.cli import main
 from qa.contract import Answer
@@ -369,3 +381,27 @@ def test_console_script_answers(tiny_data: Path, tmp_path: Path) -> None:
                           env=clean_env(), cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.startswith("qa: error: ") and done.stderr.count("\n") == 1
+
+
+def test_an_english_question_reads_the_translation_first_and_the_original_is_one_line_away(cli) -> None:  # type: ignore[no-untyped-def]
+    write_translation(cli.data_dir)
+    status, out, _ = cli("ask", EN_CPU)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"Q: {EN_CPU}")
+    assert "feature gate, resources change in place" in out and "开启" not in out
+    assert f"Translated from the Chinese FAQ; the original: qa show {TINY_IDS[Q_CPU]}" in out
+    status, out, _ = cli("show", TINY_IDS[Q_CPU])
+    assert status == 0 and out.startswith(f"Q: {Q_CPU}") and "开启" in out
+    answer = Answer.model_validate_json(cli("ask", "--json", EN_CPU)[1])
+    assert answer.match is not None and answer.match.question == Q_CPU  # the original stays the original
+    assert answer.match.translation is not None and answer.match.translation.question == EN_CPU
+    # a Chinese question gets the original only
+    zh = Answer.model_validate_json(cli("ask", "--json", Q_CPU)[1])
+    assert zh.match is not None and zh.match.translation is None
+
+
+def test_show_an_unknown_id_is_a_one_line_error(cli) -> None:  # type: ignore[no-untyped-def]
+    status, out, err = cli("show", "deadbeef")
+    assert (status, out) == (2, "")
+    assert_one_line_error(err)

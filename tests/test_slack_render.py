@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, SectionBlock
 
-from qa.contract import Alternative, Answer, CommandPart, Match, TextPart
+from qa.contract import Alternative, Answer, CommandPart, Match, TextPart, Translation
 from qa.markdown import split_parts
 from server.slack_render import MAX_BLOCKS, markdown_to_mrkdwn, render_answer, render_error, render_usage
 
@@ -481,3 +481,28 @@ def test_render_error_long_and_empty() -> None:
     empty = render_error("")
     assert_valid(empty)
     assert "Something went wrong" in empty["blocks"][0]["text"]["text"]
+
+
+def test_an_english_question_reads_the_translation_first_and_the_original_in_one_block() -> None:
+    original = make_answer("开启功能门后可以**原地**修改资源：\n\n```bash\nkubectl get cloneset\n```\n")
+    assert original.match is not None
+    translation = Translation(language="en", question="Can in-place update change resources?",
+                              answer=split_parts("With the feature gate, **yes**:\n\n```bash\nkubectl get cloneset\n```\n"))
+    answer = original.model_copy(update={"question": "can in-place update change cpu", "language": "en",
+                                         "match": original.match.model_copy(update={"translation": translation})})
+    payload = render_answer(answer)
+    assert_valid(payload)
+    blocks = payload["blocks"]
+    assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"] == "Can in-place update change resources?"
+    assert "Translated from the Chinese FAQ" in texts(payload, ("context",))[0]
+    body = texts(payload, ("section",))
+    assert body[0].startswith("With the feature gate, *yes*") and body[1] == "```\nkubectl get cloneset\n```"
+    originals = [t for t in texts(payload, ("context",)) if t.startswith("*原文 / Original:*")]
+    assert len(originals) == 1  # the original is one block away: its question and text, not its commands again
+    assert "原地升级支持修改容器资源吗？" in originals[0] and "开启功能门后可以原地修改资源" in originals[0]
+    assert "kubectl" not in originals[0]
+    assert payload["text"].startswith("Can in-place update change resources?")
+    # the same answer asked in Chinese shows the original only
+    zh = render_answer(original)
+    assert zh["blocks"][0]["text"]["text"] == "原地升级支持修改容器资源吗？"
+    assert not any(t.startswith("*原文") for t in texts(zh, ("context",)))

@@ -145,3 +145,14 @@ def open_engine(data_dir: Path, index_dir: Path, encoder: Encoder | None = None,
     """
     return Engine.from_settings(Settings(data_dir=data_dir, index_dir=index_dir, **settings),
                                 encoder=encoder or HashEncoder())
+
+
+# An English translation of the Chinese Q_CPU entry (tests write it where they need it).
+EN_CPU = "Can an in-place update change a container's CPU and memory?"
+EN_CPU_ANSWER = "Yes. Since v1.8.0, with the `InPlaceWorkloadVerticalScaling` feature gate, resources change in place."
+
+
+def write_translation(data_dir: Path) -> None:
+    """Adds translations.yaml with the English version of the Q_CPU entry."""
+    (data_dir / "translations.yaml").write_text(
+        f'"{TINY_IDS[Q_CPU]}":\n  question: "{EN_CPU}"\n  answer: "{EN_CPU_ANSWER}"\n', encoding="utf-8")

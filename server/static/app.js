@@ -46,7 +46,11 @@
       timeoutError: 'The server took too long to answer.',
       badResponse: 'The server sent an unexpected response (HTTP {status}).',
       unexpected: 'Something went wrong while showing the answer.',
-      retryAfter: 'Try again in {s} s.'
+      retryAfter: 'Try again in {s} s.',
+      translated: 'Translated from the Chinese FAQ.',
+      originalNote: 'The original entry of the Chinese FAQ.',
+      showOriginal: 'Show the original (Chinese)',
+      showTranslation: 'Show the English translation'
     },
     zh: {
       subtitle: '问答机器人',
@@ -79,7 +83,11 @@
       timeoutError: '服务器响应超时。',
       badResponse: '服务器返回了无法识别的响应（HTTP {status}）。',
       unexpected: '显示答案时出现了问题。',
-      retryAfter: '请在 {s} 秒后重试。'
+      retryAfter: '请在 {s} 秒后重试。',
+      translated: '译自中文 FAQ。',
+      originalNote: '中文 FAQ 原文。',
+      showOriginal: '查看中文原文',
+      showTranslation: '查看英文译文'
     }
   };
 
@@ -383,19 +391,46 @@
   function renderAnswer(msg, data) {
     var match = data.match;
     settle(msg, 'answer');
-    var head = msg.appendChild(el('div', 'answer-head'));
-    if (match.section) head.appendChild(el('p', 'section', match.section, { lang: textLang(match.section) }));
-    head.appendChild(el('h2', 'match-question', match.question || '', { lang: textLang(match.question) }));
-
-    var body = msg.appendChild(renderParts(match.answer));
-    body.classList.add('answer-body');
-    body.setAttribute('lang', textLang([].concat(match.answer).map(function (p) { return p && p.markdown; }).join()));
+    var translation = match.translation && Array.isArray(match.translation.answer) ? match.translation : null;
+    var original = entryView(match.section, match.question, match.answer);
+    if (!translation) {
+      msg.appendChild(original);
+    } else {
+      // An English asker reads the maintained translation first; the original is one click away.
+      var shown = msg.appendChild(entryView(match.section, translation.question, translation.answer));
+      original.hidden = true;
+      msg.appendChild(original);
+      var note = msg.appendChild(el('p', 'translation-note'));
+      var noteText = note.appendChild(setI18n(el('span'), 'translated'));
+      var toggle = note.appendChild(setI18n(el('button', 'link-button', null, { type: 'button', 'aria-pressed': 'false' }),
+                                            'showOriginal'));
+      toggle.addEventListener('click', function () {
+        var showOriginal = original.hidden;
+        original.hidden = !showOriginal;
+        shown.hidden = showOriginal;
+        toggle.setAttribute('aria-pressed', String(showOriginal));
+        setI18n(noteText, showOriginal ? 'originalNote' : 'translated');
+        setI18n(toggle, showOriginal ? 'showTranslation' : 'showOriginal');
+      });
+    }
 
     var conf = confidenceBlock(match.confidence);
     if (conf) msg.appendChild(el('div', 'answer-foot')).appendChild(conf);
 
     var alts = alternativesBlock(data.alternatives, 'didYouMean', match.id);
     if (alts) msg.appendChild(alts);
+  }
+
+  /** One entry's section, question and answer parts (the original or its translation). */
+  function entryView(section, question, parts) {
+    var view = el('div', 'entry-view');
+    var head = view.appendChild(el('div', 'answer-head'));
+    if (section) head.appendChild(el('p', 'section', section, { lang: textLang(section) }));
+    head.appendChild(el('h2', 'match-question', question || '', { lang: textLang(question) }));
+    var body = view.appendChild(renderParts(parts));
+    body.classList.add('answer-body');
+    body.setAttribute('lang', textLang([].concat(parts).map(function (p) { return p && p.markdown; }).join()));
+    return view;
   }
 
   function renderNoAnswer(msg, data) {

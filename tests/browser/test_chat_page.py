@@ -113,8 +113,9 @@ def test_copy_button_copies_the_command_verbatim(chat: BrowserPage) -> None:
 
     bot = ask(page, question)
     expect(bot).to_have_attribute("data-state", "answer")
-    expect(bot.locator(".match-question")).to_have_text(want["match"]["question"])
-    blocks = bot.locator(".command")
+    shown = bot.locator(".entry-view:visible")  # an English question: the translation, with the same commands
+    expect(shown.locator(".match-question")).to_have_text(want["match"]["translation"]["question"])
+    blocks = shown.locator(".command")
     expect(blocks).to_have_count(len(commands))
     first = blocks.first
     expect(first).to_have_attribute("data-language", commands[0]["language"])
@@ -137,10 +138,44 @@ def test_english_question_about_preparing_update(chat: BrowserPage) -> None:
     want = expected(chat, question)
     bot = ask(page, question)
     expect(bot).to_have_attribute("data-state", "answer")
-    title = bot.locator(".match-question")
+    title = bot.locator(".match-question").first
     expect(title).to_contain_text("PreparingUpdate")
-    expect(title).to_have_text(want["match"]["question"])
+    expect(title).to_have_text(want["match"]["translation"]["question"])  # English first: the translation
     expect(page.locator("#log .msg.user")).to_have_attribute("lang", "en")
+
+
+def test_an_english_answer_shows_the_translation_with_the_original_one_click_away(chat: BrowserPage) -> None:
+    page = chat.page
+    question = "How do I inject a sidecar into existing pods?"
+    want = expected(chat, question)
+    translation = want["match"]["translation"]
+    assert translation is not None and want["match"]["question"] != translation["question"]
+    bot = ask(page, question)
+    views = bot.locator(".entry-view")
+    expect(views).to_have_count(2)
+    shown, original = views.nth(0), views.nth(1)
+    expect(shown).to_be_visible()
+    expect(original).to_be_hidden()
+    expect(shown.locator(".match-question")).to_have_text(translation["question"])
+    expect(shown.locator(".answer-body")).to_contain_text("SidecarSet automatically injects")
+    # the commands are the original's, in the translation too
+    expect(shown.locator("pre code")).to_have_text([p["code"] for p in commands_of(want)])
+    toggle = bot.locator(".translation-note button")
+    expect(bot.locator(".translation-note")).to_contain_text("Translated from the Chinese FAQ")
+    toggle.click()
+    expect(shown).to_be_hidden()
+    expect(original).to_be_visible()
+    expect(original.locator(".match-question")).to_have_text(want["match"]["question"])
+    expect(original.locator(".match-question")).to_have_attribute("lang", "zh-CN")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    screenshot(page, "chat-en-original.png")
+    toggle.click()
+    expect(shown).to_be_visible()
+    expect(original).to_be_hidden()
+    # a Chinese question shows the original alone
+    zh = ask(page, "如何向现有 Pod 注入边车？")
+    expect(zh.locator(".entry-view")).to_have_count(1)
+    expect(zh.locator(".translation-note")).to_have_count(0)
 
 
 def test_clicking_an_alternative_asks_it(chat: BrowserPage) -> None:
@@ -168,7 +203,8 @@ def test_clicking_an_alternative_asks_it(chat: BrowserPage) -> None:
     expect(second).to_have_attribute("data-state", "answer", timeout=ANSWER_TIMEOUT)
     expect(second.locator(".match-question")).to_have_text(alt_question)
     # the first answer is left as it was
-    expect(bot.locator(".match-question")).to_have_text(want["match"]["question"])
+    first_shown = (want["match"]["translation"] or want["match"])["question"]
+    expect(bot.locator(".entry-view:visible .match-question")).to_have_text(first_shown)
 
 
 def test_off_topic_question_gets_no_answer_and_the_nearest_questions(chat: BrowserPage) -> None:
