@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    field_serializer,
+    field_validator,
+    model_serializer,
+)
 
 Language = Literal["zh", "en", "mixed"]
 
@@ -37,7 +46,7 @@ class Node(_Frozen):
     children: tuple[Node, ...] | None = None
 
     @model_serializer(mode="wrap")
-    def _drop_unset(self, handler: Any) -> dict[str, Any]:
+    def _drop_unset(self, handler: Any):  # type: ignore[no-untyped-def]  # unannotated: the schema keeps the fields
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
@@ -50,7 +59,7 @@ class TextPart(_Frozen):
                                                             "asked for (`\"tree\": true`), for the chat page.")
 
     @model_serializer(mode="wrap")
-    def _drop_tree(self, handler: Any) -> dict[str, Any]:
+    def _drop_tree(self, handler: Any):  # type: ignore[no-untyped-def]  # unannotated: the schema keeps the fields
         out: dict[str, Any] = handler(self)
         if out.get("tree") is None:
             out.pop("tree", None)
@@ -157,16 +166,16 @@ class Answer(_Frozen):
     """What every surface shows for a question."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
-        "question": "原地升级能改 CPU 和内存吗", "language": "zh",
+        "answer_id": "9f1c2e7a4b0d4c55a3e1f0b2c4d6e8fa", "question": "原地升级能改 CPU 和内存吗", "language": "zh",
         "match": {"id": "588bd71b", "section": "性能和扩缩", "question": "原地更新有哪些限制？",
                   "answer": [{"type": "text", "markdown": "原地更新有一些约束：…"}], "score": 0.91,
                   "confidence": 0.97},
         "alternatives": [{"id": "501d1485", "question": "原地更新如何提高性能？", "score": 0.83}],
-        "took_ms": 9.2}, {
-        "question": "how do I bake bread", "language": "en", "match": None,
-        "alternatives": [{"id": "699c02b9", "question": "生产部署的最佳实践是什么？", "score": 0.61}],
-        "took_ms": 8.7}]})
+        "took_ms": 9.2}]})  # (no example without a match: FastAPI drops nulls from the OpenAPI document)
 
+    answer_id: str = Field(..., description="This answer's id: what feedback refers to "
+                                            "(`POST /api/feedback`). Every ask gets a new one.",
+                           examples=["9f1c2e7a4b0d4c55a3e1f0b2c4d6e8fa"])
     question: str = Field(..., description="The question as asked.")
     language: Language
     match: Match | None = Field(..., description="null when the FAQ has no good answer.")
@@ -209,7 +218,16 @@ class AskRequest(BaseModel):
     question: str = Field(..., min_length=1, description="The question, in Chinese, English or both; an error "
                           "message may be pasted as it is.", examples=["pod stuck in PreparingUpdate"])
     top_k: int = Field(3, ge=1, le=10, description="Candidates in all: the match plus alternatives.")
-    tree: bool = Field(False, description="Also send each text part as a syntax tree (what the chat page renders).")
+    tree: StrictBool = Field(False, description="Also send each text part as a syntax tree (what the chat page "
+                                                "renders).")
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _json_integer(cls, v: object) -> object:
+        # Lax mode would take true or "3"; JSON Schema's integer takes 3 and 3.0 only.
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("must be an integer")
+        return v
 
 
 class ErrorDetail(BaseModel):

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,7 +280,8 @@ class Engine:
             ranked, top_k = ranked[1:], top_k - 1
         alternatives = tuple(Alternative(id=c.id, question=self.kb.by_id[c.id].question, score=round(c.fused, 4))
                              for c in ranked[:top_k if match else max(top_k, 1)])
-        answer = Answer(question=clean, language=language, match=match, alternatives=alternatives, took_ms=0.0)
+        answer = Answer(answer_id="", question=clean, language=language, match=match, alternatives=alternatives,
+                        took_ms=0.0)
         answer._confidence = conf
         answer._score = signals.candidates[0].fused if signals.candidates else 0.0
         return answer
@@ -291,9 +293,10 @@ class Engine:
 
     @staticmethod
     def _for_caller(answer: Answer, question: str, start: float) -> Answer:
-        """The answer with the question as asked and the time taken (answers are frozen, so the
-        cached one is shared safely)."""
-        return answer.model_copy(update={"question": question, "took_ms": (time.perf_counter() - start) * 1000})
+        """The answer with a new id, the question as asked and the time taken (answers are frozen, so
+        the cached one is shared safely)."""
+        return answer.model_copy(update={"answer_id": uuid.uuid4().hex, "question": question,
+                                         "took_ms": (time.perf_counter() - start) * 1000})
 
     # -- cache -----------------------------------------------------------------------------
 

@@ -41,11 +41,13 @@ def make_answer(
     """An answer whose match holds ``answer_md`` split into parts as the FAQ parser does (or ``parts``)."""
     match = Match(id="e1", section=section, question=matched, answer=split_parts(answer_md) if parts is None else parts,
                   score=12.5, confidence=confidence)
-    return Answer(question=question, language="zh", match=match, alternatives=alternatives, took_ms=1.5)
+    return Answer(answer_id="a1", question=question, language="zh", match=match, alternatives=alternatives,
+                  took_ms=1.5)
 
 
 def no_match(question: str, alternatives: tuple[Alternative, ...] = ()) -> Answer:
-    return Answer(question=question, language="zh", match=None, alternatives=alternatives, took_ms=2.0)
+    return Answer(answer_id="a2", question=question, language="zh", match=None, alternatives=alternatives,
+                  took_ms=2.0)
 
 
 def texts(payload: dict[str, Any], kinds: tuple[str, ...] = ("section", "context")) -> list[str]:

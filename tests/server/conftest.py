@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from server_test_support import base_settings, engine_like, write_data
+from tiny_faq import open_engine
 
-from qa.encoders import HashEncoder
 from qa.search import Engine
 from server.app import create_app
 from server.settings import ServerSettings
@@ -27,7 +27,7 @@ def shared_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def shared_engine(shared_dirs: tuple[Path, Path]) -> Engine:
     """Built once: opening an engine costs about half a second (jieba's dictionary)."""
     data_dir, index_dir = shared_dirs
-    return Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.3)
+    return open_engine(data_dir, index_dir, threshold=0.3)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import yaml
 from slack_sdk.signature import SignatureVerifier
 
+from qa.contract import Answer, Entry, ErrorBody
 from qa.faq import entry_id
 from qa.search import Engine
 from server.settings import ServerSettings
@@ -122,55 +123,39 @@ def base_settings(data_dir: Path, index_dir: Path, **overrides: Any) -> ServerSe
     return ServerSettings(**values)
 
 
-
-
 # --------------------------------------------------------------------------- contract checks
 
-ANSWER_KEYS = {"question", "language", "match", "alternatives", "took_ms"}
-MATCH_KEYS = {"id", "section", "question", "answer", "commands", "score", "confidence"}
-ALTERNATIVE_KEYS = {"id", "question", "score"}
-ENTRY_KEYS = {"id", "section", "question", "answer", "commands"}
+
+def assert_answer_contract(body: Any) -> Answer:
+    """The answer JSON is an :class:`qa.contract.Answer` (the one definition; no copy of its fields
+    here), exactly as that model serialises it, and holds what the contract cannot say by types."""
+    answer = Answer.model_validate(body)
+    assert answer.model_dump(mode="json") == body, body  # nothing extra, nothing coerced
+    assert answer.took_ms >= 0
+    if answer.match is not None:
+        assert answer.match.id not in {a.id for a in answer.alternatives}
+        assert answer.match.answer, "a match with an empty answer"
+    return answer
 
 
-def assert_answer_contract(body: Any) -> None:
-    """The public answer JSON, exactly: keys, types and ranges."""
-    assert isinstance(body, dict) and set(body) == ANSWER_KEYS, body
-    assert isinstance(body["question"], str)
-    assert body["language"] in {"zh", "en", "mixed"}
-    assert isinstance(body["took_ms"], (int, float)) and body["took_ms"] >= 0
-    assert isinstance(body["alternatives"], list)
-    for alt in body["alternatives"]:
-        assert set(alt) == ALTERNATIVE_KEYS, alt
-        assert isinstance(alt["id"], str) and isinstance(alt["question"], str)
-        assert isinstance(alt["score"], (int, float))
-    match = body["match"]
-    if match is not None:
-        assert set(match) == MATCH_KEYS, match
-        assert all(isinstance(match[k], str) for k in ("id", "section", "question", "answer"))
-        assert isinstance(match["score"], (int, float))
-        assert 0.0 <= match["confidence"] <= 1.0
-        assert_commands(match["commands"])
-        assert match["id"] not in {a["id"] for a in body["alternatives"]}
-
-
-def assert_commands(commands: Any) -> None:
-    assert isinstance(commands, list)
-    for c in commands:
-        assert set(c) == {"language", "code"}, c
-        assert isinstance(c["language"], str) and c["language"]
-        assert isinstance(c["code"], str) and c["code"]
+def assert_entry_contract(body: Any) -> Entry:
+    """An ``/api/faq/{id}`` body is an :class:`qa.contract.Entry`, exactly as it serialises."""
+    entry = Entry.model_validate(body)
+    assert entry.model_dump(mode="json") == body, body
+    assert entry.answer, "an entry with an empty answer"
+    return entry
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, str]:
-    """An error response: the status, and the body ``{"error": {"code", "message"}}`` exactly."""
+    """An error response: the status, and a body that is exactly a :class:`qa.contract.ErrorBody`."""
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip()
+    error = ErrorBody.model_validate(body)
+    assert error.model_dump(mode="json") == body, body  # nothing extra
+    assert error.error.message.strip()
     if code is not None:
-        assert body["error"]["code"] == code, body
+        assert error.error.code == code, body
     return body["error"]  # type: ignore[no-any-return]
 
 

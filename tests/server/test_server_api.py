@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from server_test_support import (
-    ENTRY_KEYS,
     LONG_YAML,
     NEAR_MISS,
     NO_ANSWER_THRESHOLD,
@@ -23,7 +23,7 @@ from server_test_support import (
     Q_WEBHOOK,
     QUESTIONS,
     assert_answer_contract,
-    assert_commands,
+    assert_entry_contract,
     assert_error,
     assert_security_headers,
     engine_like,
@@ -31,8 +31,10 @@ from server_test_support import (
     slack_headers,
 )
 
+from qa.contract import Answer, CommandPart, Entry, EntrySummary, TextPart
 from qa.errors import FAQError
 from qa.faq import entry_id
+from qa.markdown import tree as markdown_tree
 from qa.search import Engine
 from server.app import create_app
 
@@ -43,8 +45,21 @@ def ask(client: TestClient, question: Any, **extra: Any) -> Any:
     return client.post("/api/ask", json={"question": question, **extra})
 
 
-def without_timing(answer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answer.items() if k != "took_ms"}
+PER_ASK = {"took_ms", "answer_id"}  # what differs between two asks of the same question (if the answer has it)
+
+
+def without_timing(answer: dict[str, Any] | Answer) -> dict[str, Any]:
+    """The answer JSON without what every ask makes anew: the time taken, and the answer's id."""
+    body = answer.model_dump(mode="json") if isinstance(answer, Answer) else answer
+    return {k: v for k, v in body.items() if k not in PER_ASK}
+
+
+def commands(parts: Any) -> list[CommandPart]:
+    return [p for p in parts if isinstance(p, CommandPart)]
+
+
+def texts(parts: Any) -> list[str]:
+    return [p.markdown for p in parts if isinstance(p, TextPart)]
 
 
 # --------------------------------------------------------------------------- the answer contract
@@ -68,19 +83,105 @@ def test_ask_returns_the_contract_and_the_engines_answer(client: TestClient, sha
     assert body["match"] is not None and body["match"]["id"] == expected_id
     assert body["match"]["question"] == question
     # every surface answers like the engine: the same JSON, timing aside
-    assert without_timing(body) == without_timing(shared_engine.ask(question).to_dict())
+    assert without_timing(body) == without_timing(shared_engine.ask(question))
 
 
-def test_ask_match_carries_the_entrys_commands(client: TestClient) -> None:
-    body = ask(client, Q_WEBHOOK).json()
-    assert body["match"]["commands"] == [{
-        "language": "bash",
-        "code": "kubectl get pod -n kruise-system\nkubectl logs -n kruise-system deploy/kruise-controller-manager"}]
-    assert body["match"]["section"] == "Pod 创建/更新错误"
-    assert "**A**" not in body["match"]["answer"] and body["match"]["answer"].startswith("检查 kruise-system")
+def test_ask_match_carries_the_entrys_answer_as_parts_in_order(client: TestClient) -> None:
+    answer = assert_answer_contract(ask(client, Q_WEBHOOK).json())
+    assert answer.match is not None and answer.match.section == "Pod 创建/更新错误"
+    parts = answer.match.answer
+    assert [p.type for p in parts] == ["text", "command", "text"]
+    assert commands(parts) == [CommandPart(
+        language="bash",
+        code="kubectl get pod -n kruise-system\nkubectl logs -n kruise-system deploy/kruise-controller-manager")]
+    first, last = texts(parts)
+    assert "**A**" not in first and first.startswith("检查 kruise-system")
+    assert last == "恢复后再重试 Pod 操作。"
+    assert all("```" not in t for t in texts(parts))  # fences are command parts, never text
 
-    body = ask(client, Q_SIDECAR).json()
-    assert body["match"]["commands"] == [{"language": "yaml", "code": LONG_YAML}]
+    answer = assert_answer_contract(ask(client, Q_SIDECAR).json())
+    assert answer.match is not None
+    assert [p.type for p in answer.match.answer] == ["text", "command"]
+    assert commands(answer.match.answer) == [CommandPart(language="yaml", code=LONG_YAML)]
+
+
+def raw_parts(value: Any) -> list[dict[str, Any]]:
+    """Every answer part in a JSON body (the match's, and a translation's if there is one), as sent."""
+    if isinstance(value, list):
+        return [p for v in value for p in raw_parts(v)]
+    if not isinstance(value, dict):
+        return []
+    if value.get("type") == "command" or (value.get("type") == "text" and "markdown" in value):
+        return [value]
+    return [p for v in value.values() for p in raw_parts(v)]
+
+
+def has_key(value: Any, key: str) -> bool:
+    if isinstance(value, list):
+        return any(has_key(v, key) for v in value)
+    return isinstance(value, dict) and (key in value or any(has_key(v, key) for v in value.values()))
+
+
+@pytest.mark.parametrize("question", [Q_WEBHOOK, Q_SIDECAR, Q_INPLACE])
+def test_tree_true_gives_each_text_part_its_syntax_tree(client: TestClient, question: str) -> None:
+    r = ask(client, question, tree=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    answer = assert_answer_contract(body)
+    assert answer.match is not None
+    parts = raw_parts(body)
+    assert len(parts) >= len(answer.match.answer) and any(p["type"] == "text" for p in parts)
+    for raw in parts:
+        if raw["type"] == "text":
+            assert raw["tree"], raw  # present and not empty
+            assert TextPart.model_validate(raw).tree == markdown_tree(raw["markdown"])
+        else:
+            assert "tree" not in raw, raw  # commands are code, not markdown
+    # the same answer as without the tree, once the trees are taken out
+    plain = ask(client, question).json()
+    for raw in parts:
+        raw.pop("tree", None)
+    assert without_timing(body) == without_timing(plain)
+
+
+@pytest.mark.parametrize("question", [Q_WEBHOOK, Q_SIDECAR, NEAR_MISS])
+def test_without_tree_nothing_has_a_tree_key(client: TestClient, question: str) -> None:
+    for extra in ({}, {"tree": False}):
+        body = ask(client, question, **extra).json()
+        assert_answer_contract(body)
+        assert not has_key(body, "tree"), body
+    # asking with the tree first leaves no tree on the cached answer
+    assert has_key(ask(client, Q_CLONESET, tree=True).json(), "tree")
+    assert not has_key(ask(client, Q_CLONESET).json(), "tree")
+
+
+def test_tree_reads_the_markdown(client: TestClient) -> None:
+    body = ask(client, Q_INPLACE, tree=True).json()
+    (part,) = body["match"]["answer"]
+    (paragraph,) = part["tree"]
+    assert paragraph["type"] == "paragraph"
+    assert {"type": "code", "text": "InPlaceWorkloadVerticalScaling"} in paragraph["children"]
+    assert any(n["type"] == "softbreak" for n in paragraph["children"])
+    assert all(v is not None for n in paragraph["children"] for v in n.values())  # unset keys are left out
+
+
+def test_tree_with_no_match_is_still_an_answer(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(threshold=NO_ANSWER_THRESHOLD)
+    body = ask(client, NEAR_MISS, tree=True).json()
+    assert assert_answer_contract(body).match is None
+
+
+@pytest.mark.parametrize("tree", ["maybe", 2, [], {}, None])
+def test_tree_must_be_a_boolean(client: TestClient, tree: Any) -> None:
+    err = assert_error(ask(client, Q_SIDECAR, tree=tree), 422, "invalid_request")
+    assert err["message"].startswith("tree"), err
+
+
+@pytest.mark.parametrize("extra", [{"tree": 0}, {"tree": 1}, {"tree": "yes"}, {"tree": "true"},
+                                   {"top_k": True}, {"top_k": "3"}])
+def test_fields_take_only_their_documented_json_type(client: TestClient, extra: dict[str, Any]) -> None:
+    err = assert_error(ask(client, Q_SIDECAR, **extra), 422, "invalid_request")
+    assert err["message"].startswith(next(iter(extra))), err
 
 
 def test_ask_answers_an_alternate_phrasing(client: TestClient) -> None:
@@ -118,7 +219,7 @@ def test_no_answer_gives_null_match_and_nearest_questions(make_client: Callable[
     assert body["match"] is None
     assert len(body["alternatives"]) == 3
     assert body["alternatives"][0]["id"] == entry_id(Q_INPLACE)
-    expected = engine_like(shared_engine, NO_ANSWER_THRESHOLD).ask(question, 3).to_dict()
+    expected = engine_like(shared_engine, NO_ANSWER_THRESHOLD).ask(question, 3)
     assert without_timing(body) == without_timing(expected)
 
 
@@ -135,26 +236,33 @@ def test_faq_lists_every_entry(client: TestClient, shared_engine: Engine) -> Non
     r = client.get("/api/faq")
     assert r.status_code == 200
     entries = r.json()
-    assert entries == shared_engine.entries()
+    summary = set(EntrySummary.model_fields)
+    assert entries == [e.model_dump(mode="json", include=summary) for e in shared_engine.entries()]
+    assert [EntrySummary.model_validate(e).model_dump(mode="json") for e in entries] == entries  # nothing extra
     assert [e["id"] for e in entries] == [entry_id(q) for q in QUESTIONS]
-    assert all(set(e) == {"id", "section", "question"} for e in entries)
     assert [e["section"] for e in entries] == ["原地升级", "Pod 创建/更新错误", "Sidecar", "Uninstall", "工作负载"]
 
 
 def test_faq_entry_in_full(client: TestClient) -> None:
     r = client.get(f"/api/faq/{entry_id(Q_SIDECAR)}")
     assert r.status_code == 200
-    entry = r.json()
-    assert set(entry) == ENTRY_KEYS
-    assert entry["id"] == entry_id(Q_SIDECAR) and entry["question"] == Q_SIDECAR and entry["section"] == "Sidecar"
-    assert_commands(entry["commands"])
-    assert entry["commands"] == [{"language": "yaml", "code": LONG_YAML}]
-    assert "```yaml" in entry["answer"] and entry["answer"].startswith("Create a SidecarSet")
+    entry = assert_entry_contract(r.json())
+    assert entry.id == entry_id(Q_SIDECAR) and entry.question == Q_SIDECAR and entry.section == "Sidecar"
+    assert [p.type for p in entry.answer] == ["text", "command"]
+    assert commands(entry.answer) == [CommandPart(language="yaml", code=LONG_YAML)]
+    (text,) = texts(entry.answer)
+    assert text.startswith("Create a SidecarSet") and "```" not in text and "apiVersion" not in text
 
 
 def test_faq_entry_without_commands(client: TestClient) -> None:
-    entry = client.get(f"/api/faq/{entry_id(Q_CLONESET)}").json()
-    assert entry["commands"] == [] and entry["answer"].strip() == "CloneSet 支持原地升级，Deployment 只能重建 Pod。"
+    entry = assert_entry_contract(client.get(f"/api/faq/{entry_id(Q_CLONESET)}").json())
+    assert commands(entry.answer) == []
+    assert texts(entry.answer) == ["CloneSet 支持原地升级，Deployment 只能重建 Pod。"]
+
+
+def test_faq_entry_is_the_engines_entry(client: TestClient, shared_engine: Engine) -> None:
+    for e in shared_engine.entries():
+        assert client.get(f"/api/faq/{e.id}").json() == e.model_dump(mode="json")
 
 
 @pytest.mark.parametrize("bad_id", ["deadbeef", "x", "..%2F..%2Fetc%2Fpasswd", "%00", "原地"])
@@ -313,7 +421,7 @@ def test_nul_and_control_characters_are_answered(client: TestClient, shared_engi
     body = r.json()
     assert_answer_contract(body)
     assert body["question"] == question  # echoed as asked
-    assert without_timing(body) == without_timing(shared_engine.ask(question).to_dict())
+    assert without_timing(body) == without_timing(shared_engine.ask(question))
 
 
 def test_control_characters_do_not_change_the_match(client: TestClient) -> None:
@@ -340,7 +448,7 @@ def test_unusual_scripts_are_answered(client: TestClient, shared_engine: Engine,
     body = r.json()
     assert_answer_contract(body)
     assert body["question"] == question
-    assert without_timing(body) == without_timing(shared_engine.ask(question).to_dict())
+    assert without_timing(body) == without_timing(shared_engine.ask(question))
 
 
 def test_full_width_question_matches_its_entry(client: TestClient) -> None:
@@ -376,7 +484,7 @@ def test_deeply_nested_json_is_400_not_500(make_client: Callable[..., TestClient
 def test_500_response_carries_request_id_and_security_headers(make_client: Callable[..., TestClient],
                                                                shared_engine: Engine) -> None:
     class Exploding(Engine):
-        def ask(self, question: str, top_k: int = 3) -> Any:
+        async def ask_async(self, question: str, top_k: int = 3) -> Any:
             raise RuntimeError("boom")
 
     broken = Exploding(shared_engine.kb, shared_engine.encoder, shared_engine.dense)
@@ -413,7 +521,7 @@ def test_readyz_is_503_until_the_background_load_finishes(make_settings: Callabl
     started = threading.Event()
     calls: list[Any] = []
 
-    def slow_loader(settings: Any) -> Engine:
+    def slow_loader(settings: Any, serving: Engine | None = None) -> Engine:
         calls.append(settings)
         started.set()
         assert release.wait(30), "the test never released the loader"
@@ -446,7 +554,7 @@ def test_readyz_is_503_until_the_background_load_finishes(make_settings: Callabl
 
 
 def test_readyz_reports_a_failed_load(make_settings: Callable[..., Any]) -> None:
-    def failing_loader(settings: Any) -> Engine:
+    def failing_loader(settings: Any, serving: Engine | None = None) -> Engine:
         raise FAQError("no FAQ entries found in /nowhere")
 
     with TestClient(create_app(make_settings(), engine=None, loader=failing_loader)) as client:
@@ -579,18 +687,67 @@ def test_openapi_documents_the_ask_request_with_examples(client: TestClient) -> 
     assert schema["properties"]["question"]["minLength"] == 1
     assert schema["properties"]["top_k"]["minimum"] == 1 and schema["properties"]["top_k"]["maximum"] == 10
     assert schema["properties"]["top_k"]["default"] == 3
+    assert schema["properties"]["tree"]["type"] == "boolean" and schema["properties"]["tree"]["default"] is False
     assert set(content["examples"]) == {"zh", "en", "error"}
     assert content["examples"]["zh"]["value"]["question"] == "原地升级能改 CPU 和内存吗？"
     assert schema["examples"]
     responses = op["responses"]
-    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/AnswerModel")
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Answer"
     for status in ("400", "413", "415", "422", "429", "503"):
-        assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorModel"), status
-    answer_model = doc["components"]["schemas"]["AnswerModel"]
-    assert set(answer_model["required"]) == {"question", "language", "match", "alternatives", "took_ms"}
-    assert len(answer_model["examples"]) == 2
+        assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), status
+    assert len(doc["components"]["schemas"]["Answer"]["examples"]) == 1
     assert {"/api/faq", "/api/faq/{entry_id}", "/slack/command", "/admin/reload", "/healthz", "/readyz",
             "/metrics"} <= set(doc["paths"])
+
+
+def contract_schemas(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s serialisation schema and the ones it refers to, by the names OpenAPI gives them."""
+    schema = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {model.__name__: schema, **defs}
+
+
+def without_nulls(value: Any) -> Any:
+    """What FastAPI writes into the OpenAPI document: every null left out, at any depth (so also
+    ``"default": null``; that is why Answer's examples have no ``"match": null``)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize(("path", "method", "model"), [("/api/ask", "post", Answer),
+                                                       ("/api/faq/{entry_id}", "get", Entry)])
+def test_openapi_documents_the_contracts_own_schema(client: TestClient, path: str, method: str,
+                                                    model: type[BaseModel]) -> None:
+    doc = client.get("/openapi.json").json()
+    ref = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == f"#/components/schemas/{model.__name__}"
+    components = doc["components"]["schemas"]
+    expected = contract_schemas(model)
+    assert expected[model.__name__]["properties"]  # the comparison below compares something
+    for name, schema in expected.items():
+        assert name in components, name
+        assert components[name] == without_nulls(schema), name
+
+
+def test_openapi_names_the_parts_of_an_answer(client: TestClient) -> None:
+    """A client generated from the document must see what a text part and a command part hold."""
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    parts = components["Match"]["properties"]["answer"]["items"]
+    assert parts["discriminator"]["propertyName"] == "type"
+    assert set(parts["discriminator"]["mapping"]) == {"text", "command"}
+    assert set(components["CommandPart"]["properties"]) >= {"type", "language", "code"}
+    text_part = components["TextPart"]
+    assert "additionalProperties" not in text_part or text_part["additionalProperties"] is False, text_part
+    assert set(text_part.get("properties", {})) >= {"type", "markdown", "tree"}, text_part
+    assert "markdown" in text_part.get("required", []), text_part
+
+
+def test_openapi_answer_examples_are_answers(client: TestClient) -> None:
+    examples = client.get("/openapi.json").json()["components"]["schemas"]["Answer"]["examples"]
+    assert examples and all(Answer.model_validate(e).match is not None for e in examples)
 
 
 def test_openapi_examples_are_valid_requests(client: TestClient) -> None:
@@ -646,7 +803,7 @@ def test_documented_422_shape_matches_the_response(client: TestClient) -> None:
             documented = op.get("responses", {}).get("422")
             if documented and "content" in documented:
                 ref = documented["content"]["application/json"]["schema"].get("$ref", "")
-                assert ref.endswith("/ErrorModel"), f"{method.upper()} {path} documents 422 as {ref}"
+                assert ref.endswith("/ErrorBody"), f"{method.upper()} {path} documents 422 as {ref}"
 
 
 def test_slack_command_documents_its_statuses(client: TestClient) -> None:

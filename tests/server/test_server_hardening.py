@@ -37,13 +37,17 @@ from server_test_support import (
     slack_form,
     slack_headers,
 )
+from tiny_faq import open_engine
 
+from qa.contract import Answer, CommandPart, Entry, ErrorBody, Match, TextPart
 from qa.encoders import HashEncoder
+from qa.errors import BuildRefused, QAError
 from qa.faq import ParseResult, entry_id, parse_markdown
 from qa.index import MANIFEST, VECTORS, DenseIndex
 from qa.search import Engine
 from qa.segment import normalise
-from server.app import create_app
+from server.app import create_app, load_engine
+from server.batching import BatchingEncoder
 from server.settings import ServerSettings
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -58,7 +62,7 @@ def ask(client: TestClient, question: str, **extra: Any) -> Any:
 def private_client(private_dirs: tuple[Path, Path]) -> Any:
     """A client on an app over a data folder of the test's own (which the test may edit)."""
     data_dir, index_dir = private_dirs
-    engine = Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.5)
+    engine = open_engine(data_dir, index_dir, threshold=0.5)
     app = create_app(base_settings(data_dir, index_dir), engine)
     with TestClient(app) as client:
         yield client
@@ -66,6 +70,11 @@ def private_client(private_dirs: tuple[Path, Path]) -> Any:
 
 def faq_file(client: TestClient) -> Path:
     return client.app.state.settings.data_dir / "faq" / "tiny.md"  # type: ignore[attr-defined,no-any-return]
+
+
+def answer_text(match: dict[str, Any]) -> str:
+    """A match's text parts, joined (the answers these tests change have no command)."""
+    return "\n\n".join(p.markdown for p in Match.model_validate(match).answer if isinstance(p, TextPart))
 
 
 # --------------------------------------------------------------------------- rate limits
@@ -214,12 +223,13 @@ def test_hot_reload_serves_a_new_entry(private_client: TestClient) -> None:
     faq_file(client).write_text(faq_markdown(extra=NEW_ENTRY), encoding="utf-8")
     r = client.post("/admin/reload?wait=true", headers=AUTH)
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["entries"] == 6
-    after = ask(client, NEW_QUESTION).json()
-    assert_answer_contract(after)
-    assert after["match"] is not None and after["match"]["id"] == entry_id(NEW_QUESTION)
-    assert after["match"]["section"] == "热升级"
-    assert after["match"]["commands"] == [{"language": "yaml",
-                                           "code": "updateStrategy:\n  rollingUpdate:\n    type: Surging"}]
+    after = assert_answer_contract(ask(client, NEW_QUESTION).json())
+    assert after.match is not None and after.match.id == entry_id(NEW_QUESTION)
+    assert after.match.section == "热升级"
+    assert after.match.answer[0] == TextPart(markdown="在 Advanced DaemonSet 的 updateStrategy 里设置 "
+                                                      "rollingUpdate.type 为 Surging：")
+    assert after.match.answer[1:] == (CommandPart(language="yaml",
+                                                  code="updateStrategy:\n  rollingUpdate:\n    type: Surging"),)
     ready = client.get("/readyz").json()
     assert ready["entries"] == 6 and "last_reload_error" not in ready
     assert len(client.get("/api/faq").json()) == 6
@@ -247,6 +257,9 @@ def test_reload_rejects_a_broken_faq_and_keeps_serving(private_client: TestClien
     extra, marker, message = BROKEN_EDITS[case]
     text = faq_markdown(cloneset_answer=CLONESET_ANSWER_NEW, extra=extra)
     line = fence_line(text, marker)
+    serving = client.app.state.holder.engine  # type: ignore[attr-defined]
+    index_dir = client.app.state.settings.index_dir  # type: ignore[attr-defined]
+    manifest = DenseIndex.read_manifest(index_dir)
     faq_file(client).write_text(text, encoding="utf-8")
 
     r = client.post("/admin/reload?wait=true", headers=AUTH)
@@ -254,10 +267,13 @@ def test_reload_rejects_a_broken_faq_and_keeps_serving(private_client: TestClien
     body = r.json()
     assert body["status"] == "failed"
     assert f"tiny.md:{line}:" in body["error"] and message in body["error"]
+    assert "last good index is kept" in body["error"]
 
-    # the old engine keeps answering, with the old answer
+    # the old engine keeps answering, with the old answer; the saved index is not replaced either
+    assert client.app.state.holder.engine is serving  # type: ignore[attr-defined]
+    assert DenseIndex.read_manifest(index_dir) == manifest
     answer = ask(client, Q_CLONESET).json()
-    assert answer["match"]["answer"].strip() == CLONESET_ANSWER_OLD
+    assert answer_text(answer["match"]) == CLONESET_ANSWER_OLD
     ready = client.get("/readyz")
     assert ready.status_code == 200
     ready_body = ready.json()
@@ -269,7 +285,43 @@ def test_reload_rejects_a_broken_faq_and_keeps_serving(private_client: TestClien
     faq_file(client).write_text(faq_markdown(cloneset_answer=CLONESET_ANSWER_NEW), encoding="utf-8")
     assert client.post("/admin/reload?wait=true", headers=AUTH).status_code == 200
     assert "last_reload_error" not in client.get("/readyz").json()
-    assert ask(client, Q_CLONESET).json()["match"]["answer"].strip() == CLONESET_ANSWER_NEW
+    assert answer_text(ask(client, Q_CLONESET).json()["match"]) == CLONESET_ANSWER_NEW
+    assert DenseIndex.read_manifest(index_dir) != manifest
+
+
+def test_reload_with_a_warning_is_served_when_warnings_are_allowed(private_dirs: tuple[Path, Path]) -> None:
+    """``allow_warnings`` lets data with problems replace the serving engine; /readyz lists them."""
+    data_dir, index_dir = private_dirs
+    settings = base_settings(data_dir, index_dir, allow_warnings=True)
+    with TestClient(create_app(settings, open_engine(data_dir, index_dir, threshold=0.5))) as client:
+        extra, marker, message = BROKEN_EDITS["unclosed fence"]
+        text = faq_markdown(cloneset_answer=CLONESET_ANSWER_NEW, extra=extra)
+        faq_file(client).write_text(text, encoding="utf-8")
+        r = client.post("/admin/reload?wait=true", headers=AUTH)
+        assert r.status_code == 200 and r.json()["entries"] == 6, r.text
+        ready = client.get("/readyz").json()
+        assert ready["warnings"] == [f"tiny.md:{fence_line(text, marker)}: {message}; closed at end of file"]
+        assert "last_reload_error" not in ready
+        assert answer_text(ask(client, Q_CLONESET).json()["match"]) == CLONESET_ANSWER_NEW
+
+
+def test_reload_hands_the_serving_engine_to_the_loader(private_dirs: tuple[Path, Path]) -> None:
+    data_dir, index_dir = private_dirs
+    serving = open_engine(data_dir, index_dir, threshold=0.5)
+    settings = base_settings(data_dir, index_dir)
+    calls: list[tuple[Any, Any]] = []
+
+    def loader(s: ServerSettings, current: Engine | None = None) -> Engine:
+        calls.append((s, current))
+        return load_engine(s, current)
+
+    with TestClient(create_app(settings, serving, loader=loader)) as client:
+        assert client.post("/admin/reload?wait=true", headers=AUTH).json()["status"] == "ok"
+        assert calls == [(settings, serving)]
+        reloaded = client.app.state.holder.engine  # type: ignore[attr-defined]
+        assert reloaded is not serving and reloaded.encoder is serving.encoder  # the model is not loaded again
+        assert client.post("/admin/reload?wait=true", headers=AUTH).json()["status"] == "ok"
+        assert calls[1] == (settings, reloaded)
 
 
 def test_reload_with_no_faq_left_keeps_serving(private_client: TestClient) -> None:
@@ -291,7 +343,7 @@ def test_reload_rejects_broken_alternates_yaml(private_client: TestClient) -> No
 @pytest.mark.parametrize("name", ["terms.txt", "glossary.tsv"])
 def test_reload_with_a_non_utf8_data_file_is_409(private_dirs: tuple[Path, Path], name: str) -> None:
     data_dir, index_dir = private_dirs
-    engine = Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.5)
+    engine = open_engine(data_dir, index_dir, threshold=0.5)
     with TestClient(create_app(base_settings(data_dir, index_dir), engine), raise_server_exceptions=False) as client:
         line = "原地升级\n边车容器\n" if name == "terms.txt" else "边车 | sidecar\n原地升级 | in-place update\n"
         (data_dir / name).write_bytes(line.encode("gbk"))
@@ -305,7 +357,7 @@ def test_reload_with_a_non_utf8_data_file_is_409(private_dirs: tuple[Path, Path]
 def test_startup_load_failure_of_any_kind_is_reported(private_dirs: tuple[Path, Path]) -> None:
     data_dir, index_dir = private_dirs
 
-    def broken_loader(settings: object) -> Engine:
+    def broken_loader(settings: object, serving: Engine | None = None) -> Engine:
         raise RuntimeError("disk on fire")
 
     with TestClient(create_app(base_settings(data_dir, index_dir), engine=None, loader=broken_loader)) as client:
@@ -321,35 +373,65 @@ def test_startup_load_failure_of_any_kind_is_reported(private_dirs: tuple[Path, 
         assert "RuntimeError: disk on fire" in message, message
 
 
-@pytest.mark.parametrize("load", ["start-up", "reload"])
-def test_a_failed_load_leaves_no_encoder_thread(private_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
-                                                load: str) -> None:
-    """A failed start-up, and each reload after it, loads a model of its own; none may be left running."""
+def encoder_threads() -> int:
+    return sum(t.name == "qa-encoder" and t.is_alive() for t in threading.enumerate())
+
+
+def wait_for_encoder_threads(count: int) -> int:
+    deadline = time.monotonic() + 3
+    while encoder_threads() > count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return encoder_threads()
+
+
+def test_a_failed_startup_leaves_no_encoder_thread(private_dirs: tuple[Path, Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed start-up loads a model of its own each time; none may be left running."""
     import server.app
-    import server.reload
 
     class Broken(HashEncoder):
         def encode(self, texts, kind="passage"):  # type: ignore[no-untyped-def]
             raise OSError("model file truncated")
 
-    module = server.app if load == "start-up" else server.reload
-    monkeypatch.setattr(module, "load_encoder", lambda name: Broken(dim=16))
+    monkeypatch.setattr(server.app, "load_encoder", lambda name: Broken(dim=16))
     data_dir, index_dir = private_dirs
-
-    def encoder_threads() -> int:
-        return sum(t.name == "qa-encoder" and t.is_alive() for t in threading.enumerate())
-
     before = encoder_threads()
     for _ in range(3):
         with pytest.raises(OSError, match="truncated"):
-            if load == "start-up":
-                server.app.load_engine(base_settings(data_dir, index_dir))
-            else:
-                server.reload.rebuild_engine(base_settings(data_dir, index_dir))
-    deadline = time.monotonic() + 3
-    while encoder_threads() > before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert encoder_threads() == before
+            load_engine(base_settings(data_dir, index_dir))
+    assert wait_for_encoder_threads(before) == before
+
+
+def test_a_failed_reload_loads_no_model_and_keeps_the_serving_encoder(private_dirs: tuple[Path, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload reuses the serving engine's encoder: it starts no encoder thread, and a failed
+    one neither closes that encoder nor leaves anything running."""
+    import server.app
+
+    data_dir, index_dir = private_dirs
+    settings = base_settings(data_dir, index_dir)
+    serving = load_engine(settings)
+    try:
+        assert isinstance(serving.encoder, BatchingEncoder)
+        before = encoder_threads()
+
+        def no_model(name: str) -> Any:
+            raise AssertionError("a reload loaded the model again")
+
+        monkeypatch.setattr(server.app, "load_encoder", no_model)
+        (data_dir / "faq" / "tiny.md").write_text(faq_markdown(extra=BROKEN_EDITS["unclosed fence"][0]),
+                                                  encoding="utf-8")
+        for _ in range(3):
+            with pytest.raises(BuildRefused, match="unclosed code fence"):
+                load_engine(settings, serving)
+        (data_dir / "faq" / "tiny.md").unlink()
+        with pytest.raises(QAError, match="no FAQ entries"):
+            load_engine(settings, serving)
+        assert wait_for_encoder_threads(before) == before
+        assert serving.ask(Q_SIDECAR).match is not None  # its encoder still answers
+        assert serving.encoder.encode(["still open?"], "query").shape == (1, serving.encoder.dim)
+    finally:
+        serving.encoder.close()  # type: ignore[attr-defined]
 
 
 def test_startup_with_an_unreadable_data_file_serves_and_reports_it(private_dirs: tuple[Path, Path]) -> None:
@@ -365,10 +447,93 @@ def test_startup_with_an_unreadable_data_file_serves_and_reports_it(private_dirs
         assert ask(client, Q_SIDECAR).json()["match"]["id"] == entry_id(Q_SIDECAR)
 
 
+def break_the_faq(data_dir: Path) -> str:
+    """Appends an entry with an unclosed fence to the FAQ; returns the warning it gives."""
+    extra, marker, message = BROKEN_EDITS["unclosed fence"]
+    text = faq_markdown(extra=extra)
+    (data_dir / "faq" / "tiny.md").write_text(text, encoding="utf-8")
+    return f"tiny.md:{fence_line(text, marker)}: {message}"
+
+
+def test_startup_with_a_broken_faq_and_a_good_index_refuses_to_start(private_dirs: tuple[Path, Path]) -> None:
+    data_dir, index_dir = private_dirs
+    open_engine(data_dir, index_dir)  # builds and saves a good index
+    manifest = DenseIndex.read_manifest(index_dir)
+    assert manifest is not None
+    warning = break_the_faq(data_dir)
+    with pytest.raises(BuildRefused, match="unclosed code fence") as refused:
+        load_engine(base_settings(data_dir, index_dir))
+    assert [str(w) for w in refused.value.warnings] == [f"{warning}; closed at end of file"]
+    assert str(index_dir) in str(refused.value)  # says which index was kept
+    assert DenseIndex.read_manifest(index_dir) == manifest  # left as it was
+
+    # the app, loading in the background, reports it and answers nothing
+    with TestClient(create_app(base_settings(data_dir, index_dir), engine=None)) as client:
+        deadline = time.monotonic() + 10
+        while "cannot load" not in client.get("/readyz").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        err = assert_error(client.get("/readyz"), 503, "not_ready")
+        assert warning in err["message"]
+        assert_error(ask(client, Q_SIDECAR), 503, "not_ready")
+
+    # allowing warnings builds what loaded
+    engine = load_engine(base_settings(data_dir, index_dir, allow_warnings=True))
+    try:
+        assert len(engine.kb.entries) == 6 and DenseIndex.read_manifest(index_dir) != manifest
+    finally:
+        engine.encoder.close()  # type: ignore[attr-defined]
+
+
+def test_serve_exits_1_on_a_broken_faq_with_a_good_index(private_dirs: tuple[Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    import server.main
+
+    data_dir, index_dir = private_dirs
+    open_engine(data_dir, index_dir)
+    warning = break_the_faq(data_dir)
+    for name, value in {"QA_DATA_DIR": str(data_dir), "QA_INDEX_DIR": str(index_dir), "QA_MODEL": "hash",
+                        "QA_RATE_LIMIT": "off"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("QA_FAQ_DIR", "QA_ALLOW_WARNINGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(server.main, "configure_logging", lambda *args: None)  # keep pytest's log handlers
+
+    def no_server(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("serve() started the server")
+
+    monkeypatch.setattr(uvicorn, "run", no_server)
+    assert server.main.serve() == 1
+    err = capsys.readouterr().err
+    assert "cannot start" in err and warning in err, err
+
+
+def test_startup_with_a_broken_faq_and_no_index_serves_and_lists_the_warnings(
+        private_dirs: tuple[Path, Path]) -> None:
+    data_dir, index_dir = private_dirs
+    warning = break_the_faq(data_dir)
+    assert DenseIndex.read_manifest(index_dir) is None
+    with TestClient(create_app(base_settings(data_dir, index_dir), engine=None)) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").text
+            time.sleep(0.05)
+        body = client.get("/readyz").json()
+        assert body["status"] == "ready" and body["entries"] == 6
+        assert body["warnings"] == [f"{warning}; closed at end of file"]
+        assert "last_reload_error" not in body
+        assert ask(client, Q_SIDECAR).json()["match"]["id"] == entry_id(Q_SIDECAR)
+        assert DenseIndex.read_manifest(index_dir) is not None  # the first build is saved
+    client.app.state.holder.engine.encoder.close()  # type: ignore[attr-defined]
+
+
 def test_reload_under_traffic_never_fails_and_answers_old_or_new(private_client: TestClient) -> None:
     client = private_client
     total, threads_n, reload_at, after_from = 200, 8, 40, 150
-    old, new = CLONESET_ANSWER_OLD + "\n", CLONESET_ANSWER_NEW + "\n"
+    old, new = CLONESET_ANSWER_OLD, CLONESET_ANSWER_NEW
     lock = threading.Lock()
     counter = {"sent": 0, "done": 0}
     results: list[tuple[int, int, str | None, Any]] = []
@@ -388,7 +553,7 @@ def test_reload_under_traffic_never_fails_and_answers_old_or_new(private_client:
                     assert reloaded.wait(30)
                 r = ask(client, Q_CLONESET)
                 body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
-                answer = body["match"]["answer"] if r.status_code == 200 and body.get("match") else None
+                answer = answer_text(body["match"]) if r.status_code == 200 and body.get("match") else None
                 with lock:
                     results.append((index, r.status_code, answer, body))
                     counter["done"] += 1
@@ -426,7 +591,7 @@ def test_reload_under_traffic_never_fails_and_answers_old_or_new(private_client:
 
 def test_corrupted_index_file_while_serving(private_dirs: tuple[Path, Path]) -> None:
     data_dir, index_dir = private_dirs
-    engine = Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.5)
+    engine = open_engine(data_dir, index_dir, threshold=0.5)
     with TestClient(create_app(base_settings(data_dir, index_dir), engine)) as client:
         expected = ask(client, Q_INPLACE).json()
         assert expected["match"]["id"] == entry_id(Q_INPLACE)
@@ -444,11 +609,11 @@ def test_corrupted_index_file_while_serving(private_dirs: tuple[Path, Path]) -> 
         # a new engine on that folder notices and rebuilds the index
         manifest = DenseIndex.read_manifest(index_dir)
         assert manifest is not None
-        reopened = Engine.open(data_dir, index_dir, HashEncoder(), threshold=0.5)
+        reopened = open_engine(data_dir, index_dir, threshold=0.5)
         assert (index_dir / VECTORS).read_bytes() != garbage
         loaded = DenseIndex.load(index_dir, HashEncoder().name, reopened.kb.data_hash)
         assert len(loaded) == 15
-        assert reopened.ask(Q_INPLACE).to_dict()["match"] == expected["match"]
+        assert reopened.ask(Q_INPLACE).model_dump(mode="json")["match"] == expected["match"]
 
         # and so does a hot reload
         (index_dir / VECTORS).write_bytes(garbage)
@@ -460,10 +625,12 @@ def test_corrupted_index_file_while_serving(private_dirs: tuple[Path, Path]) -> 
 
 def test_truncated_manifest_is_rebuilt(private_dirs: tuple[Path, Path]) -> None:
     data_dir, index_dir = private_dirs
-    Engine.open(data_dir, index_dir, HashEncoder())
+    open_engine(data_dir, index_dir)
     (index_dir / MANIFEST).write_text('{"format": 2, "mod', encoding="utf-8")
-    engine = Engine.open(data_dir, index_dir, HashEncoder())
-    assert engine.ask(Q_SIDECAR).match["id"] == entry_id(Q_SIDECAR)  # type: ignore[index]
+    engine = open_engine(data_dir, index_dir)
+    assert engine.built
+    match = engine.ask(Q_SIDECAR).match
+    assert match is not None and match.id == entry_id(Q_SIDECAR)
     assert DenseIndex.read_manifest(index_dir) is not None
 
 
@@ -569,10 +736,12 @@ def test_parse_markdown_never_raises(text: str) -> None:
     assert isinstance(result, ParseResult)
     assert isinstance(result.entries, list) and isinstance(result.warnings, list)
     for entry in result.entries:
-        assert entry.question.strip() and entry.answer.strip()
+        assert entry.question.strip() and entry.answer
+        assert all(p.markdown.strip() for p in entry.answer if isinstance(p, TextPart))
         assert entry.id == entry_id(entry.question)
-        assert entry.source == "fuzz.md" and entry.line >= 1
-        assert all(c.language for c in entry.commands)
+        assert entry.source_file == "fuzz.md" and entry.line >= 1
+        assert all(c.language and c.language == c.language.lower() for c in entry.commands)
+        assert Entry.model_validate_json(entry.model_dump_json()).model_dump() == entry.model_dump()  # JSON-safe
     for warning in result.warnings:
         assert warning.source == "fuzz.md" and warning.line >= 0 and warning.message
 
@@ -600,3 +769,8 @@ def test_openapi_conformance(case: Any, schema_app_engine: None) -> None:
     assert response.status_code < 500
     if case.path == "/api/ask":
         assert response.status_code != 503  # the engine is attached
+    model = {"/api/ask": Answer, "/api/faq/{entry_id}": Entry}.get(case.path)
+    if model is not None:  # beyond the schema: the body is the contract itself, nothing coerced or extra
+        body = response.json()
+        checked = (model if response.status_code == 200 else ErrorBody).model_validate(body)
+        assert checked.model_dump(mode="json") == body

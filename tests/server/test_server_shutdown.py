@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from qa.contract import Answer
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -90,7 +92,7 @@ def test_sigterm_finishes_requests_in_flight_then_exits_cleanly(tmp_path: Path) 
             status, payload = _read_response(sock)
             sock.close()
             assert status == 200, payload
-            assert json.loads(payload)["match"] is not None
+            assert Answer.model_validate(json.loads(payload)).match is not None
         # uvicorn ends by re-raising the signal it caught, so the status says "ended by SIGTERM";
         # the log below tells a drained shutdown from a killed process.
         assert proc.wait(timeout=15) == -signal.SIGTERM
