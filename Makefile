@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 QA := $(VENV)/bin/qa
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast index eval bench load lint typecheck browser-deps clean help
+.PHONY: install run test test-fast index eval bench load lint typecheck browser-deps image manifests clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,6 +49,14 @@ lint: install  ## ruff
 
 typecheck: install  ## mypy on qa/ and server/
 	$(VENV)/bin/mypy
+
+image:  ## build the container image (needs a Docker engine; deploy/README.md)
+	docker build -t kruise-faq-bot:$$($(PY) -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])') .
+
+manifests:  ## render the Kubernetes overlays (deploy/kustomize) with kubectl kustomize
+	kubectl kustomize deploy/kustomize/overlays/single
+	@echo ---
+	kubectl kustomize deploy/kustomize/overlays/ha
 
 browser-deps:  ## Debian's Chromium for the browser tests (needs root)
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
