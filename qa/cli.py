@@ -145,6 +145,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Checks the FAQ and data files before publishing; exits 1 under --strict when anything is found."""
+    from qa import lint
+
+    report = lint.lint(args.settings.data_dir, args.settings.faq_dir, strict=args.strict,
+                       kubernetes_version=args.kubernetes_version, embeddings=not args.no_embeddings,
+                       model=args.settings.model, similarity=args.similarity)
+    if args.json:
+        print(report.to_json())
+    else:
+        lint.print_report(report)
+    return 1 if args.strict and report.findings else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Starts the HTTP server (API, chat page, Slack)."""
     try:
@@ -193,6 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("id", help="the entry id (see 'qa list')")
     sh.add_argument("--json", action="store_true", help="print the entry as JSON")
     sh.set_defaults(func=cmd_show)
+
+    li = sub.add_parser("lint", help="check the FAQ and data files before publishing",
+                        description="Check the FAQ and its data files: local or broken links, YAML blocks that do "
+                        "not parse, Kubernetes manifests with removed or deprecated API versions (offline schemas), "
+                        "entries without translation or alternates, stale translations, colliding alternates, "
+                        "entries the encoder cannot tell apart. Findings are warnings (exit 0); --strict makes "
+                        "them errors (exit 1).")
+    li.add_argument("--strict", action="store_true", help="findings are errors: exit 1 when there is any")
+    li.add_argument("--json", action="store_true", help="print a JSON list of {file, line, severity, code, message}")
+    li.add_argument("--kubernetes-version", metavar="X.Y", default=None,
+                    help="the Kubernetes version manifests must work on (default: the newest the schemas cover)")
+    li.add_argument("--no-embeddings", action="store_true",
+                    help="skip the close-pair check (the only one that loads the encoder)")
+    li.add_argument("--similarity", type=float, default=None, metavar="COSINE",
+                    help="cosine from which two entries' questions are a close pair (default 0.94, chosen for "
+                         "multilingual-e5-small)")
+    li.set_defaults(func=cmd_lint)
 
     s = sub.add_parser("serve", help="start the HTTP server")
     s.add_argument("--host", default=None, help="bind address (env QA_HOST, default 127.0.0.1)")

@@ -53,6 +53,7 @@ class TranslationItem(_DataModel):
 
     question: str = NonBlank
     answer: str = ""
+    source_hash: str | None = None  # qa.lint.source_hash of the Chinese entry it was translated from
 
 
 class KnownGap(_DataModel):
