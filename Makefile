@@ -34,9 +34,10 @@ test: install  ## the whole test suite (browser tests skip when /usr/bin/chromiu
 test-fast: install  ## unit tests only (fake encoder), a few seconds
 	$(PY) -m pytest -m "not integration and not browser"
 
-eval: install  ## quality on data/eval and the blind data/holdout (top-1, MRR, recall@3, rejection)
+eval: install  ## quality on data/eval, the blind data/holdout and the real questions of data/real
 	$(QA) eval
 	$(QA) eval data/holdout
+	$(QA) eval data/real
 
 bench: install  ## latency, throughput, memory, build time
 	$(PY) scripts/bench.py

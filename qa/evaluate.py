@@ -111,8 +111,9 @@ def metrics(outcomes: Sequence[Outcome]) -> dict[str, float | int]:
 
     Returns:
         ``n``, ``top1`` (answered with the right entry), ``rank1`` (right entry first, threshold
-        ignored), ``mrr``, ``recall@3``, ``false_reject`` over in-domain questions; ``rejected`` over
-        the null-id questions. A rate with no questions behind it is absent.
+        ignored), ``mrr``, ``recall@3``, ``false_reject``, ``wrong`` (answered, confidently, with
+        another entry) over in-domain questions; ``rejected`` over the null-id questions. A rate
+        with no questions behind it is absent.
     """
     ind = [o for o in outcomes if o.in_domain]
     neg = [o for o in outcomes if not o.in_domain]
@@ -123,6 +124,7 @@ def metrics(outcomes: Sequence[Outcome]) -> dict[str, float | int]:
         m["mrr"] = sum(1 / o.rank for o in ind if o.rank) / len(ind)
         m["recall@3"] = sum(bool(o.rank and o.rank <= 3) for o in ind) / len(ind)
         m["false_reject"] = sum(o.matched is None for o in ind) / len(ind)
+        m["wrong"] = sum(o.matched is not None and o.matched != o.expected for o in ind) / len(ind)
     if neg:
         m["rejected"] = sum(o.matched is None for o in neg) / len(neg)
     return m

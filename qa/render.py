@@ -81,7 +81,7 @@ def print_report(report: Mapping[str, Mapping[str, Mapping[str, float | int]]],
         console: where to print.
     """
     con = console or Console()
-    cols = ["n", "top1", "rank1", "mrr", "recall@3", "false_reject", "rejected"]
+    cols = ["n", "top1", "rank1", "mrr", "recall@3", "false_reject", "wrong", "rejected"]
     for group in ("all", "lang", "kind"):
         t = Table(title=f"by {group}" if group != "all" else
                   f"overall (threshold {threshold})" if threshold is not None else "overall")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from qa.cli import main
 from qa.contract import Answer
 from qa.index import MANIFEST, PASSAGES, VECTORS
 
-METRICS = ["top1", "rank1", "mrr", "recall@3", "false_reject", "rejected"]
+METRICS = ["top1", "rank1", "mrr", "recall@3", "false_reject", "wrong", "rejected"]
 QA_SCRIPT = Path(sys.executable).parent / "qa"
 
 
@@ -266,7 +267,7 @@ def test_eval_prints_the_metric_names(cli, eval_file: Path) -> None:  # type: ig
     assert "overall (threshold 0.5)" in out
     assert "by lang" in out and "by kind" in out
     for name in METRICS:
-        assert out.count(name) == 3, name  # one column in each of the three tables
+        assert len(re.findall(rf"\b{re.escape(name)}\b", out)) == 3, name  # a column in each of the three tables
     for row in ("exact", "paraphrase", "offtopic", "zh", "en"):
         assert row in out
     assert "100.0%" in out
@@ -278,7 +279,7 @@ def test_eval_json(cli, eval_file: Path) -> None:  # type: ignore[no-untyped-def
     body = json.loads(out)
     assert body["failures"] == []
     assert body["report"]["all"]["all"] == {"n": 3, "top1": 1.0, "rank1": 1.0, "mrr": 1.0, "recall@3": 1.0,
-                                            "false_reject": 0.0, "rejected": 1.0}
+                                            "false_reject": 0.0, "wrong": 0.0, "rejected": 1.0}
     assert body["report"]["lang"]["en"] == {"n": 1, "rejected": 1.0}
     assert set(body["report"]["kind"]) == {"exact", "paraphrase", "offtopic"}
 
@@ -289,8 +290,10 @@ def test_eval_failures_are_listed(cli, tmp_path: Path) -> None:  # type: ignore[
                     encoding="utf-8")
     status, out, _ = cli("eval", "--json", str(path))
     assert status == 0
-    [failure] = json.loads(out)["failures"]
+    body = json.loads(out)
+    [failure] = body["failures"]
     assert (failure["expected"], failure["matched"]) == (TINY_IDS[Q_STUCK], TINY_IDS[Q_CPU])
+    assert (body["report"]["all"]["all"]["wrong"], body["report"]["all"]["all"]["false_reject"]) == (1.0, 0.0)
     status, out, _ = cli("eval", "--failures", str(path))
     assert "1 wrong" in out
 
