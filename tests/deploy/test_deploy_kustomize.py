@@ -248,7 +248,15 @@ def test_single_is_one_replica_with_embedded_defaults(rendered: dict[str, list[d
     docs = rendered["single"]
     assert only(docs, "Deployment", APP)["spec"]["replicas"] == 1
     assert not of_kind(docs, "HorizontalPodAutoscaler"), "in-process limits and cache: one replica, no autoscaler"
-    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+                                         "PersistentVolumeClaim"}
+    # the records (SQLite under QA_STATE_DIR) live on a volume that outlives the pod, the root stays read-only
+    deployment = only(docs, "Deployment", APP)
+    env = {e["name"]: e.get("value") for e in server_container(docs)["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in server_container(docs)["volumeMounts"]}
+    claim = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mounts[env["QA_STATE_DIR"]])
+    assert claim["persistentVolumeClaim"]["claimName"] == only(docs, "PersistentVolumeClaim", "kruise-faq-bot-state")["metadata"]["name"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # one writer on a ReadWriteOnce volume
     settings = config_map(docs)
     assert not PENDING_SETTINGS & set(settings), "embedded defaults: no Redis, no database"
     assert not PENDING_SETTINGS & set(env_of(server_container(docs)))
