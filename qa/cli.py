@@ -159,6 +159,38 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.findings else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Prints the maintainer's report over the records (the same as ``GET /admin/report``)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qa import report
+    from qa.records import db
+
+    since = report.parse_since(args.since)
+    url = db.database_url(args.settings)
+    engine = db.make_engine(url)
+    path = db.sqlite_path(engine)
+    if path is not None and not path.exists():
+        raise QAError(f"no records database at {path}; the server makes it when it records its first question "
+                      "(see QA_DATABASE_URL and QA_STATE_DIR)")
+    try:
+        from qa.encoders import load_encoder
+        from qa.knowledge import KnowledgeBase
+
+        kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
+        db.upgrade(engine)
+        rep = report.build_report(engine, since=since, encoder=lambda: load_encoder(args.settings.model),
+                                  titles={e.id: e.question for e in kb.entries},
+                                  similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity,
+                                  top=args.top)
+    except SQLAlchemyError as exc:
+        raise QAError(f"cannot read the records database {db.describe(url)}: {exc.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+    print(report.render(rep, args.format))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Starts the HTTP server (API, chat page, Slack)."""
     try:
@@ -224,6 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cosine from which two entries' questions are a close pair (default 0.94, chosen for "
                          "multilingual-e5-small)")
     li.set_defaults(func=cmd_lint)
+
+    r = sub.add_parser("report", help="what people asked: volume, answered/refused, feedback, unanswered questions",
+                       description="The maintainer's report over the records the server keeps (QA_DATABASE_URL, "
+                       "or SQLite in QA_STATE_DIR): volume by surface and language, answered / refused / helpful / "
+                       "unhelpful rates, each entry's figures, the most frequent unanswered questions grouped by "
+                       "meaning, and the answers marked unhelpful with their comments. GET /admin/report gives the "
+                       "same as JSON.")
+    r.add_argument("--since", default="7d", help="window: 7d, 12h, 30m, 2w or a date (UTC); default 7d")
+    r.add_argument("--format", choices=["table", "json", "csv"], default="table", help="default table")
+    r.add_argument("--similarity", type=float, default=None, metavar="COSINE",
+                   help="cosine from which unanswered questions are grouped (default 0.92, chosen for "
+                        "multilingual-e5-small)")
+    r.add_argument("--top", type=int, default=20, help="unanswered groups listed at most (default 20)")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("serve", help="start the HTTP server")
     s.add_argument("--host", default=None, help="bind address (env QA_HOST, default 127.0.0.1)")

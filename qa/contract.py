@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictBool,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_serializer,
@@ -207,6 +208,21 @@ class Answer(_Frozen):
         return ([self.match.id] if self.match else []) + [a.id for a in self.alternatives]
 
 
+ANSWER_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class AfterClick(BaseModel):
+    """The question is an alternative the user clicked under an earlier answer (recorded, not answered
+    differently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer_id: str = Field(..., pattern=ANSWER_ID_PATTERN, description="The earlier answer's `answer_id`.",
+                           examples=["9f1c2e7a4b0d4c55a3e1f0b2c4d6e8fa"])
+    entry_id: str = Field(..., pattern=r"^[0-9A-Za-z_-]{1,64}$", description="The alternative's entry id.",
+                          examples=["501d1485"])
+
+
 class AskRequest(BaseModel):
     """A question for the bot."""
 
@@ -220,6 +236,9 @@ class AskRequest(BaseModel):
     top_k: int = Field(3, ge=1, le=10, description="Candidates in all: the match plus alternatives.")
     tree: StrictBool = Field(False, description="Also send each text part as a syntax tree (what the chat page "
                                                 "renders).")
+    # Inline schema (no $ref): the ask route documents this model's schema by hand, outside the components.
+    after: Annotated[AfterClick, WithJsonSchema(AfterClick.model_json_schema())] | None = Field(
+        None, description="Set when the question is an alternative clicked under an earlier answer.")
 
     @field_validator("top_k", mode="before")
     @classmethod
@@ -228,6 +247,29 @@ class AskRequest(BaseModel):
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError("must be an integer")
         return v
+
+
+class FeedbackRequest(BaseModel):
+    """A 👍 or 👎 on an answer, with an optional comment (``POST /api/feedback``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"answer_id": "9f1c2e7a4b0d4c55a3e1f0b2c4d6e8fa", "helpful": True},
+        {"answer_id": "9f1c2e7a4b0d4c55a3e1f0b2c4d6e8fa", "helpful": False, "comment": "The command fails on 1.4."},
+    ]})
+
+    answer_id: str = Field(..., pattern=ANSWER_ID_PATTERN, description="The answer's `answer_id`.")
+    helpful: StrictBool = Field(..., description="true for 👍, false for 👎.")
+    comment: str | None = Field(None, max_length=2000, description="What was wrong or missing (at most 2,000 "
+                                                                   "characters; secrets and e-mail addresses are "
+                                                                   "redacted before it is stored).")
+
+
+class FeedbackReceipt(BaseModel):
+    """The feedback was stored: ``created`` the first time for an answer, ``updated`` when it replaced one."""
+
+    answer_id: str
+    helpful: bool
+    status: Literal["created", "updated"]
 
 
 class ErrorDetail(BaseModel):

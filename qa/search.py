@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from qa.contract import Alternative, Answer, Entry, Match
+from qa.embeddings import FOLDER as EMBEDDINGS
+from qa.embeddings import EmbeddingCache
 from qa.encoders import Encoder, load_encoder
 from qa.errors import BuildRefused, IndexCorrupt, InvalidQuestion, UnknownEntry
 from qa.index import DenseIndex
 from qa.knowledge import KnowledgeBase
 from qa.lexical import LexicalIndex
+from qa.question import as_asked, for_model
 from qa.segment import detect_language, normalise
 from qa.settings import DEFAULT_THRESHOLD, MAX_QUESTION_CHARS
 
@@ -229,14 +232,15 @@ class Engine:
 
     @staticmethod
     def clean(question: str) -> str:
-        """The question as the engine sees it (normalised and cut).
+        """The question as the engine sees it: :func:`qa.question.for_model` (a long question cut to the
+        lines that carry its matter), normalised.
 
         Raises:
             InvalidQuestion: when it is empty or blank.
         """
         if not isinstance(question, str):
             raise InvalidQuestion("the question must be text")
-        clean = normalise(question)[:MAX_QUESTION_CHARS]
+        clean = normalise(for_model(question))[:MAX_QUESTION_CHARS]  # a long question: the lines that matter
         if not clean:
             raise InvalidQuestion("the question is empty")
         return clean
@@ -295,7 +299,7 @@ class Engine:
     def _for_caller(answer: Answer, question: str, start: float) -> Answer:
         """The answer with a new id, the question as asked and the time taken (answers are frozen, so
         the cached one is shared safely)."""
-        return answer.model_copy(update={"answer_id": uuid.uuid4().hex, "question": question,
+        return answer.model_copy(update={"answer_id": uuid.uuid4().hex, "question": as_asked(question),
                                          "took_ms": (time.perf_counter() - start) * 1000})
 
     # -- cache -----------------------------------------------------------------------------
@@ -371,9 +375,12 @@ def load_or_build(kb: KnowledgeBase, encoder: Encoder, index_dir: Path, *, rebui
         if progress:
             progress(done, len(passages))
 
-    dense = DenseIndex.build(passages, encoder.encode, encoder.name, kb.data_hash, progress=tick)  # type: ignore[arg-type]
+    cache = EmbeddingCache.open(Path(index_dir) / EMBEDDINGS, encoder.name, encoder.dim)  # encodes only what changed
+    dense = DenseIndex.build(passages, encoder.encode, encoder.name, kb.data_hash, progress=tick,  # type: ignore[arg-type]
+                             cache=cache)
     try:
         dense.save(index_dir)
+        cache.save()
     except OSError as exc:
         log.warning("index built but not saved to %s: %s (answering from memory)", index_dir, exc)
     log.info("index built: %d passages in %.2fs", len(dense), dense.build_seconds)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,28 @@ def read_terms(path: Path | None) -> list[str]:
     return out
 
 
+_TOKENIZERS: weakref.WeakValueDictionary[frozenset[str], jieba.Tokenizer] = weakref.WeakValueDictionary()
+_TOKENIZERS_LOCK = threading.Lock()
+
+
+def _tokenizer(words: frozenset[str]) -> jieba.Tokenizer:
+    """A jieba tokenizer with these domain words, shared by every segmenter that asks for the same ones.
+
+    jieba's dictionary takes about 50 MiB a tokenizer; a server reload builds a new engine while
+    the old one serves, and with a tokenizer each, every reload held two and left the process
+    larger (glibc and Python keep much of what is freed). Tokenizing only reads the dictionary,
+    so engines share it; it is freed with the last segmenter that uses it.
+    """
+    with _TOKENIZERS_LOCK:
+        tok = _TOKENIZERS.get(words)
+        if tok is None:
+            tok = jieba.Tokenizer()
+            for word in words:
+                tok.add_word(word, freq=2_000_000)
+            _TOKENIZERS[words] = tok
+        return tok
+
+
 class Segmenter:
     """Turns text into lexical tokens: domain terms whole, stop words out, synonyms unified."""
 
@@ -130,7 +154,6 @@ class Segmenter:
         """
         self.glossary = glossary or Glossary()
         self.stopwords = frozenset(s.lower() for s in stopwords)
-        self._jieba = jieba.Tokenizer()
         all_terms = {normalise(t).lower() for t in terms}
         for group in self.glossary.groups:
             all_terms.update(group)
@@ -142,9 +165,8 @@ class Segmenter:
         for i, group in enumerate(self.glossary.groups):
             for term in group:
                 self._concept.setdefault(_stem(self._join(term)), f"§{i}")
-        for term in all_terms:
-            if not term.isascii():  # ASCII words never reach jieba (see tokens)
-                self._jieba.add_word(self._join(term), freq=2_000_000)
+        # ASCII words never reach jieba (see tokens)
+        self._jieba = _tokenizer(frozenset(self._join(t) for t in all_terms if not t.isascii()))
 
     @staticmethod
     def _join(term: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +32,10 @@ class Settings(BaseSettings):
     cache_size: int = Field(1024, ge=0, description="answers kept for repeated questions")
     allow_warnings: bool = Field(False, description="build the index even when the FAQ or data files have "
                                                     "problems and a good index exists (which they would replace)")
+    # Records of questions and feedback (qa/records): the server writes them, `qa report` reads them.
+    database_url: SecretStr | None = Field(None, description="SQLAlchemy URL of the records database, e.g. "
+                                           "postgresql+psycopg://user:pass@host/db (unset: SQLite in STATE_DIR)")
+    state_dir: Path = Field(ROOT / "var", description="folder of the default SQLite records database")
+    record_days: int = Field(90, ge=0, description="records older than this many days are deleted (0: kept)")
+    record_salt: SecretStr | None = Field(None, description="salt of the askers' pseudonyms (unset: generated "
+                                          "once and kept in the database)")

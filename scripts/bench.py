@@ -151,7 +151,8 @@ def batched(questions: list[str]) -> None:
 
 def http(questions: list[str]) -> None:
     port = free_port()
-    env = {**os.environ, "QA_PORT": str(port), "QA_LOG_LEVEL": "warning", "QA_RATE_LIMIT": "off"}
+    env = {**os.environ, "QA_PORT": str(port), "QA_LOG_LEVEL": "warning", "QA_RATE_LIMIT": "off",
+           "QA_STATE_DIR": tempfile.mkdtemp(prefix="qa-bench-state-")}  # records on, out of the repository
     for cache, label in ((0, "no cache"), (1024, "cache on")):
         env["QA_CACHE_SIZE"] = str(cache)
         t0 = time.perf_counter()

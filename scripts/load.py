@@ -19,6 +19,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +49,10 @@ def free_port() -> int:
 
 def start_server(secret: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    # recording stays on (what a deployment runs), into a folder of its own, not the repository's var/
     env = {**os.environ, "QA_PORT": str(port), "QA_HOST": "127.0.0.1", "QA_RATE_LIMIT": "off",
-           "QA_SLACK_SIGNING_SECRET": secret, "QA_LOG_LEVEL": "warning"}
+           "QA_SLACK_SIGNING_SECRET": secret, "QA_LOG_LEVEL": "warning",
+           "QA_STATE_DIR": tempfile.mkdtemp(prefix="qa-load-state-")}
     proc = subprocess.Popen([sys.executable, "-m", "server.main"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -14,7 +14,9 @@ from qa.contract import Answer, AskRequest, Entry, EntrySummary, Part, TextPart
 from qa.errors import InvalidQuestion, UnknownEntry
 from qa.markdown import tree
 from qa.search import Engine
+from server.feedback import record_ask
 from server.models import ErrorModel
+from server.ratelimit import charge_question
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,13 @@ async def post_ask(request: Request) -> Response:
     if len(body.question) > limit:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
+    charge_question(request, body.question)  # a long question spends more of the budget (429 when it is out)
     try:
         answer = await engine.ask_async(body.question, body.top_k)
     except InvalidQuestion as exc:
         raise HTTPException(422, f"question: {exc}") from None
     request.app.state.metrics.observe_answer(answer, "api")
+    record_ask(request, answer, body.after)  # queued; never slows or fails the answer
     if body.tree and (m := answer.match) is not None:
         t = m.translation
         update: dict[str, object] = {"answer": with_trees(m.answer)}

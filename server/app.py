@@ -18,10 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa.encoders import load_encoder
 from qa.errors import QAError
 from qa.search import Engine
+from server import feedback
 from server.batching import BatchingEncoder
 from server.models import error_response
 from server.observability import Metrics, ObserveMiddleware
-from server.ratelimit import RateLimiter, RateLimitMiddleware
+from server.ratelimit import AuthGuard, RateLimiter, RateLimitMiddleware
 from server.reload import Reloader
 from server.settings import ServerSettings
 
@@ -109,6 +110,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
         watcher = None
+        feedback.start(app)  # the records' writer thread (it migrates the database first)
         if settings.watch:
             paths = [p for p in {settings.data_dir, settings.faq_dir or settings.data_dir} if p.exists()]
             watcher = asyncio.create_task(reloader.watch(paths))
@@ -134,6 +136,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         for t in (task, watcher):
             if t is not None and not t.done():
                 t.cancel()
+        await feedback.stop(app)  # stores the records still queued
 
     app = FastAPI(
         title="OpenKruise FAQ answer bot",
@@ -150,8 +153,10 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     app.state.holder = holder
     app.state.publish = publish
     app.state.reloader = reloader
+    feedback.install(app, settings, metrics)  # app.state.records_db, app.state.recorder (None: QA_RECORD=false)
     limiter = RateLimiter(settings.rate_limit)
     app.state.limiter = limiter
+    app.state.auth_guard = AuthGuard(settings.auth_failure_limit)  # failed admin and Slack authentications
 
     app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(ObserveMiddleware, metrics=metrics, frame_ancestors=settings.frame_ancestors)  # outermost
@@ -168,11 +173,13 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}".strip(": "))
 
-    from server import admin, api, slack
+    from server import admin, api, slack, slack_interactive
 
     app.include_router(api.router)
     app.include_router(slack.router)
+    app.include_router(slack_interactive.router)
     app.include_router(admin.router)
+    app.include_router(feedback.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def get_healthz() -> dict[str, str]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.contract import Answer
@@ -17,6 +22,31 @@ from server.models import error_response
 log = logging.getLogger("server.access")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+CLIENT_GONE = 499  # the status recorded for a request whose client hung up before it was answered (nginx's)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# What could split or disguise a log line: C0 and C1 controls, line and paragraph separators,
+# bidirectional embeddings, overrides and isolates.
+_LOG_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # json.dumps escapes C0
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    return _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def escape_log(text: str) -> str:
+    """``text`` on one line: CR, LF, tab and other control or bidirectional characters as escapes."""
+    return _LOG_UNSAFE.sub(_escape_char, text)
+
+
+def request_id(given: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is a short token (letters, digits, ``-``, ``_``; at most
+    64), otherwise a new one."""
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
 
 
 class Metrics:
@@ -45,6 +75,19 @@ class Metrics:
         self.confidence.observe(answer.confidence)
 
 
+class TextFormatter(logging.Formatter):
+    """Text lines that a client cannot split or forge: the message is escaped onto one line
+    (:func:`escape_log`), and a traceback's lines are indented under it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_log(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: object) -> str:
+        text = super().formatException(ei)  # type: ignore[arg-type]
+        return "\n".join("  " + _LOG_UNSAFE.sub(_escape_char, line) for line in text.splitlines())
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, with the request fields when the record has them."""
 
@@ -56,7 +99,10 @@ class JsonFormatter(logging.Formatter):
                 out[key] = getattr(record, key)
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(out, ensure_ascii=False)
+        for key, value in out.items():
+            if isinstance(value, str):
+                out[key] = _JSON_UNSAFE.sub(_escape_char, value)
+        return json.dumps(out, ensure_ascii=False)  # escapes C0 controls, so one object stays one line
 
 
 def configure_logging(fmt: str = "text", level: str = "info") -> None:
@@ -68,7 +114,7 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     """
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -90,10 +136,14 @@ def security_headers(frame_ancestors: str) -> dict[str, str]:
 
 
 class ObserveMiddleware:
-    """Request id, one access-log line per request, metrics, security headers (plain ASGI).
+    """Request id, one access-log line per request, metrics, security headers, HEAD (plain ASGI).
 
     It is the outermost layer of the app, so every response passes through it, errors included;
     an exception no handler took is answered here with a JSON 500 that carries the request id.
+    A client that hung up before its answer (its body cut short, or closed by the read timeout)
+    is not an error of ours: no response, no traceback, status 499 in the log and the metrics.
+    ``HEAD`` is answered wherever ``GET`` is: the app sees a ``GET`` and the body is dropped
+    (the headers, ``Content-Length`` included, are the ``GET``'s).
     Plain ASGI rather than ``BaseHTTPMiddleware``: no extra task and stream per request.
     """
 
@@ -106,8 +156,10 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = Headers(scope=scope).get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
+        rid = request_id(Headers(scope=scope).get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = rid
+        head = scope["method"] == "HEAD"
+        inner = {**scope, "method": "GET"} if head else scope  # the router sets "route" on this one
         start = time.perf_counter()
         status = 500
         started = False
@@ -119,19 +171,24 @@ class ObserveMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers.update(self.headers)
                 headers["X-Request-ID"] = rid
+            elif head and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(inner, receive, send_with_headers)
+        except ClientDisconnect:
+            if not started:
+                status = CLIENT_GONE  # nobody is left to answer
         except Exception:
             log.exception("unexpected error (request %s)", rid)
             if started:  # the response is under way: nothing more can be said to this client
                 raise
             await error_response(500, "internal", "internal error; the request id is in the X-Request-ID header")(
-                scope, receive, send_with_headers)
+                inner, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(inner.get("route"), "path", None) or "unmatched"
             method, path = scope["method"], scope["path"]
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
@@ -140,3 +197,17 @@ class ObserveMiddleware:
                 log.info("%s %s %s %d %.1fms", rid, method, path, status, elapsed * 1000,
                          extra={"request_id": rid, "method": method, "path": path, "status": status,
                                 "duration_ms": round(elapsed * 1000, 2), "client": client[0] if client else ""})
+
+
+class CountsCollector(Collector):
+    """Exports a live mapping of counts as one Prometheus counter with a ``reason`` label (e.g. the
+    connections the HTTP protocol closed for a limit: ``server.protocol.REFUSED``)."""
+
+    def __init__(self, name: str, documentation: str, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.name, self.documentation, self.counts = name, documentation, counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["reason"])
+        for reason, n in sorted(self.counts().items()):
+            family.add_metric([reason], n)
+        yield family

@@ -25,13 +25,39 @@ class ServerSettings(Settings):
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin/*; unset → 404")
     frame_ancestors: str = Field("'none'", description="CSP frame-ancestors, to allow embedding the page")
     watch: bool = Field(False, description="rebuild the index when files under the data folder change")
+    # Limits a hostile client meets (README, "Operations and hardening"; server/protocol.py).
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="a request line and headers over this get 431")
+    read_timeout: float = Field(10.0, gt=0, description="seconds a client has to send a whole request (line, "
+                                                         "headers, body); then 408 and the connection is closed")
+    max_connections: int = Field(2048, ge=16, description="open connections at most; past it the oldest one "
+                                                          "waiting on its client is closed")
+    trusted_proxies: str = Field("", description="comma-separated addresses or networks (CIDR) whose "
+                                                 "X-Forwarded-For and X-Forwarded-Proto are believed; "
+                                                 "empty: nobody's, '*': everybody's")
+    auth_failure_limit: str = Field("10/minute", description="failed admin or Slack authentications per "
+                                                             "client before 429; 'off' disables")
+    record: bool = Field(True, description="record every question and feedback in the records database "
+                                           "(QA_DATABASE_URL; see qa/records)")
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
 
-    @field_validator("rate_limit")
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, v: str) -> str:
+        import ipaddress
+
+        items = [item.strip() for item in v.split(",") if item.strip()]
+        if "*" in items and len(items) > 1:
+            raise ValueError("'*' trusts every address: give it alone")
+        for item in items:
+            if item != "*":  # an address, or a network with no host bits (10.244.0.0/16), as uvicorn reads them
+                ipaddress.ip_network(item, strict=True)
+        return ",".join(items)
+
+    @field_validator("rate_limit", "auth_failure_limit")
     @classmethod
     def _valid_rate(cls, v: str) -> str:
         from server.ratelimit import RateLimiter

@@ -15,7 +15,9 @@ from slack_sdk.signature import SignatureVerifier
 
 from qa.errors import InvalidQuestion
 from server.api import read_body
+from server.feedback import record_slack
 from server.models import ErrorModel
+from server.ratelimit import question_cost
 from server.slack_render import render_answer, render_error, render_usage
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def _is_signed(verifier: SignatureVerifier, body: bytes, timestamp: str, signatu
                          "when the user is rate limited (with Retry-After) or the index is still loading"},
     400: {"model": ErrorModel, "description": "Signed body that is not a valid form"},
     401: {"model": ErrorModel, "description": "Missing or invalid signature, or stale timestamp"},
+    429: {"model": ErrorModel, "description": "Too many invalid signatures from this client"},
     413: {"model": ErrorModel, "description": "Body over 16 KB"},
     503: {"model": ErrorModel, "description": "No signing secret configured"}})
 async def post_slack_command(request: Request) -> JSONResponse:
@@ -53,7 +56,10 @@ async def post_slack_command(request: Request) -> JSONResponse:
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
     verifier = SignatureVerifier(secret.get_secret_value())
+    guard = request.app.state.auth_guard
+    guard.check(request)  # 429 once this client has used up its failed signatures
     if not _is_signed(verifier, body, timestamp, signature):
+        guard.failed(request)
         log.warning("slack: rejected a request with a missing or invalid signature or a stale timestamp")
         raise HTTPException(401, "invalid Slack signature")
     try:
@@ -61,7 +67,8 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                             strict_parsing=bool(body), max_num_fields=64).items()}
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the body is not a valid form") from None
-    wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}")
+    wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}",
+                                         question_cost(form.get("text", "")))  # a long question costs more
     if wait is not None:
         # Slack shows a slash-command reply only with status 200: the limit is said in the message.
         message = f"Too many questions; try again in {wait:.0f} s. / 提问太频繁，请 {wait:.0f} 秒后再试。"
@@ -88,6 +95,7 @@ async def post_slack_command(request: Request) -> JSONResponse:
     except InvalidQuestion as exc:
         return JSONResponse(render_error(str(exc)))
     request.app.state.metrics.observe_answer(answer, "slack")
-    log.info("slack: team=%s user=%s channel=%s matched=%s", form.get("team_id", ""), form.get("user_id", ""),
-             form.get("channel_id", ""), answer.match.id if answer.match else None)
+    record_slack(request, answer, form)  # queued; the asker is stored only as a salted hash
+    # no raw Slack identities in the logs either (the record keeps a salted pseudonym)
+    log.info("slack: answer=%s matched=%s", answer.answer_id, answer.match.id if answer.match else None)
     return JSONResponse(render_answer(answer, share=share))

@@ -12,6 +12,7 @@ units (never fewer than ``len``, which slack_sdk checks).
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,8 @@ from itertools import accumulate, groupby
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -34,6 +37,11 @@ MAX_SECTION_CHARS = 3000
 MAX_HEADER_CHARS = 150
 MAX_BLOCKS = 50
 MAX_ALTERNATIVES = 5
+MAX_BUTTON_TEXT = 75  # Slack: a button's text
+MAX_BUTTON_VALUE = 2000  # Slack: a button's value
+FEEDBACK_YES = "feedback_yes"  # action ids the interactivity endpoint (server.slack_interactive) reads
+FEEDBACK_NO = "feedback_no"
+ASK_ALTERNATIVE = "ask_alternative"  # + "_<n>": action ids are unique within a block
 _MAX_QUESTION_CHARS = 300
 
 _ZWSP = "\u200b"
@@ -283,6 +291,38 @@ def _alternative_lines(alternatives: Sequence[Alternative], skip: str | None = N
     return lines
 
 
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=PlainTextObject(text=_clip(_flat(text), MAX_BUTTON_TEXT) or "…", emoji=True),
+                         action_id=action_id, value=value[:MAX_BUTTON_VALUE], style=style)
+
+
+def _alternative_buttons(answer: Answer, skip: str | None = None) -> list[dict[str, Any]]:
+    """The alternatives as buttons that ask them (value: the answer's and the entry's ids, as JSON)."""
+    buttons: list[ButtonElement] = []
+    seen: set[str] = set()
+    for alt in answer.alternatives:
+        label = _flat(alt.question)
+        if alt.id == skip or not label or label in seen or len(buttons) >= MAX_ALTERNATIVES:
+            continue
+        seen.add(label)
+        value = json_dumps({"answer_id": answer.answer_id, "entry_id": alt.id})
+        if len(value) <= MAX_BUTTON_VALUE:
+            buttons.append(_button(label, f"{ASK_ALTERNATIVE}_{len(buttons)}", value))
+    return [ActionsBlock(block_id="alternatives", elements=buttons).to_dict()] if buttons else []
+
+
+def feedback_block(answer_id: str) -> dict[str, Any]:
+    """👍 / 👎 on the answer (value: its ``answer_id``)."""
+    return ActionsBlock(block_id="feedback", elements=[
+        _button("👍 有帮助 / Helpful", FEEDBACK_YES, answer_id),
+        _button("👎 没帮助 / Not helpful", FEEDBACK_NO, answer_id),
+    ]).to_dict()
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 # --------------------------------------------------------------------------- replies
 
 
@@ -293,7 +333,7 @@ def render_answer(answer: Answer, *, share: bool = False) -> dict[str, Any]:
     asked = _clip(_flat(answer.question), _MAX_QUESTION_CHARS)
     match = answer.match
     if match is None:
-        return _render_no_match(asked, answer.alternatives, share=share)
+        return _render_no_match(asked, answer, share=share)
 
     shown = match.translation  # English askers read the maintained translation first
     parts = shown.answer if shown else match.answer
@@ -316,7 +356,9 @@ def render_answer(answer: Answer, *, share: bool = False) -> dict[str, Any]:
         tail.append(_context(f"*原文 / Original:* {escape_mrkdwn(_flat(match.question))}\n"
                              f"{escape_mrkdwn(original)}", verbatim=True))
     if lines := _alternative_lines(answer.alternatives, match.id):
-        tail += [DividerBlock().to_dict(), _context("你是不是想问 / Did you mean:\n" + "\n".join(lines))]
+        tail += [DividerBlock().to_dict(), _context("你是不是想问 / Did you mean:\n" + "\n".join(lines)),
+                 *_alternative_buttons(answer, match.id)]
+    tail.append(feedback_block(answer.answer_id))
     room = MAX_BLOCKS - len(head) - len(tail)
     if len(body) > room:
         body = body[: room - 1]
@@ -328,13 +370,15 @@ def render_answer(answer: Answer, *, share: bool = False) -> dict[str, Any]:
     return _payload(head + body + tail, "\n".join(escape_mrkdwn(_clip(s, 500)) for s in summary), share=share)
 
 
-def _render_no_match(asked: str, alternatives: Sequence[Alternative], *, share: bool) -> dict[str, Any]:
+def _render_no_match(asked: str, answer: Answer, *, share: bool) -> dict[str, Any]:
     quoted = escape_mrkdwn(asked)
     blocks = [_section(f"🤔 在 FAQ 中没有找到与“{quoted}”相符的答案。\n"
                        f"No good answer was found in the FAQ for “{quoted}”.", verbatim=True)]
-    if lines := _alternative_lines(alternatives):
+    if lines := _alternative_lines(answer.alternatives):
         blocks.append(_section("*最接近的问题 / Nearest questions:*\n" + "\n".join(lines)))
+        blocks += _alternative_buttons(answer)
     blocks.append(_context("换个说法或换用中/英文关键词再试试 / Try rephrasing or other keywords."))
+    blocks.append(feedback_block(answer.answer_id))
     return _payload(blocks, f"没有找到相符的答案 / No good answer found in the FAQ for “{quoted}”.", share=share)
 
 
@@ -353,3 +397,9 @@ def render_error(message: str) -> dict[str, Any]:
     shown = f"⚠️ {escape_mrkdwn(message.strip() or '出错了 / Something went wrong.')}"
     return _payload([_section(shown, verbatim=True)], shown)
 
+
+
+def render_notice(message: str) -> dict[str, Any]:
+    """A short message (e.g. the thanks for a feedback), without the warning sign of :func:`render_error`."""
+    shown = escape_mrkdwn(message.strip() or "OpenKruise FAQ")
+    return _payload([_section(shown, verbatim=True)], shown)

@@ -27,6 +27,7 @@ from tiny_faq import (
 
 from qa.cli import main
 from qa.contract import Answer
+from qa.embeddings import FOLDER as EMBEDDINGS
 from qa.index import MANIFEST, PASSAGES, VECTORS
 
 METRICS = ["top1", "rank1", "mrr", "recall@3", "false_reject", "wrong", "rejected"]
@@ -171,7 +172,7 @@ def test_build_then_build_force(cli) -> None:  # type: ignore[no-untyped-def]
     assert (status, err) == (0, "")
     assert out.startswith("index: 15 vectors of 256 dims for 5 entries, model hash-256, in ")
     assert str(cli.index_dir) in out
-    assert {p.name for p in cli.index_dir.iterdir()} == {MANIFEST, VECTORS, PASSAGES}
+    assert {p.name for p in cli.index_dir.iterdir()} == {MANIFEST, VECTORS, PASSAGES, EMBEDDINGS}
     vectors = cli.index_dir / VECTORS
     stamp = vectors.stat().st_mtime_ns
     os.utime(vectors, ns=(stamp - 10**9, stamp - 10**9))  # an old file, so a rewrite is visible

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, SectionBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ContextBlock, DividerBlock, HeaderBlock, SectionBlock
 
 from qa.contract import Alternative, Answer, CommandPart, Match, TextPart, Translation
 from qa.markdown import split_parts
 from server.slack_render import MAX_BLOCKS, markdown_to_mrkdwn, render_answer, render_error, render_usage
 
 ZWSP = "\u200b"
-BLOCK_CLASSES = {"section": SectionBlock, "header": HeaderBlock, "context": ContextBlock, "divider": DividerBlock}
+BLOCK_CLASSES = {"section": SectionBlock, "header": HeaderBlock, "context": ContextBlock, "divider": DividerBlock,
+                 "actions": ActionsBlock}
 LINK = re.compile(r"<(?:https?://|mailto:)[^<>|\s]+\|[^<>]*>")
 
 
@@ -83,6 +84,13 @@ def assert_valid(payload: dict[str, Any]) -> None:
         if block["type"] == "context":
             assert 1 <= len(block["elements"]) <= 10
             assert all(0 < units(e["text"]) <= 3000 for e in block["elements"])
+        if block["type"] == "actions":
+            assert 1 <= len(block["elements"]) <= 25
+            ids = [e["action_id"] for e in block["elements"]]
+            assert len(set(ids)) == len(ids)
+            for e in block["elements"]:
+                assert e["type"] == "button" and 0 < units(e["text"]["text"]) <= 75
+                assert 0 < len(e["value"]) <= 2000
     for text in texts(payload) + [payload["text"]]:
         # No raw angle bracket except those of generated links; no bare & outside entities.
         stripped = re.sub(r"(?m)^>(?: |$)", "", LINK.sub("", text))  # links and quote markers
@@ -218,8 +226,8 @@ def test_match_layout_header_context_parts_in_order_alternatives() -> None:
     sections = texts(payload, ("section",))
     # Parts in order: text, the command (own section, fence without a language), text.
     assert sections == [f"*A*{ZWSP}：支持。", "```\nkubectl get cloneset\n```", f"之后检查 `status`{ZWSP}。"]
-    alt = blocks[-1]["elements"][0]["text"]
-    assert blocks[-2] == {"type": "divider"}
+    assert [b["type"] for b in blocks[-4:]] == ["divider", "context", "actions", "actions"]
+    alt = blocks[-3]["elements"][0]["text"]
     assert "Did you mean" in alt
     assert "• CloneSet 如何原地升级？" in alt and "Advanced StatefulSet" in alt
     assert "原地升级支持修改容器资源吗" not in alt  # the match itself is not suggested again
@@ -393,8 +401,9 @@ def test_many_alternatives_are_capped_and_deduplicated() -> None:
     questions = [f"问题 {i}？" for i in range(12)]
     payload = render_answer(make_answer(alternatives=alts(questions[0], questions[0], *questions[1:])))
     assert_valid(payload)
-    listed = payload["blocks"][-1]["elements"][0]["text"].split("\n")[1:]
+    listed = payload["blocks"][-3]["elements"][0]["text"].split("\n")[1:]
     assert listed == [f"• {q}" for q in questions[:5]]
+    assert [b["text"]["text"] for b in payload["blocks"][-2]["elements"]] == questions[:5]
 
 
 def test_long_alternative_question_is_clipped() -> None:
@@ -508,3 +517,49 @@ def test_an_english_question_reads_the_translation_first_and_the_original_in_one
     zh = render_answer(original)
     assert zh["blocks"][0]["text"]["text"] == "原地升级支持修改容器资源吗？"
     assert not any(t.startswith("*原文") for t in texts(zh, ("context",)))
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+def test_every_reply_to_a_question_ends_with_feedback_buttons_carrying_its_answer_id() -> None:
+    for answer in (make_answer(), no_match("???"), no_match("x", alts("相关问题？"))):
+        payload = render_answer(answer)
+        assert_valid(payload)
+        last = payload["blocks"][-1]
+        assert last["type"] == "actions" and last["block_id"] == "feedback"
+        assert [(e["action_id"], e["value"]) for e in last["elements"]] == [
+            ("feedback_yes", answer.answer_id), ("feedback_no", answer.answer_id)]
+        assert "👍" in last["elements"][0]["text"]["text"] and "👎" in last["elements"][1]["text"]["text"]
+
+
+def test_alternatives_are_buttons_that_carry_the_answer_and_the_entry() -> None:
+    answer = make_answer(alternatives=(Alternative(id="e1", question="匹配本身？", score=9.0),
+                                       Alternative(id="e2", question="CloneSet 如何原地升级？", score=7.0),
+                                       Alternative(id="e3", question="<b>&amp; " + "很长的问题" * 40, score=3.0)))
+    payload = render_answer(answer)
+    assert_valid(payload)
+    [block] = [b for b in payload["blocks"] if b.get("block_id") == "alternatives"]
+    assert [e["action_id"] for e in block["elements"]] == ["ask_alternative_0", "ask_alternative_1"]
+    assert [json.loads(e["value"]) for e in block["elements"]] == [{"answer_id": "a1", "entry_id": "e2"},
+                                                                   {"answer_id": "a1", "entry_id": "e3"}]
+    long_label = block["elements"][1]["text"]
+    assert long_label["type"] == "plain_text" and units(long_label["text"]) == 75  # plain text: not escaped
+    assert long_label["text"].startswith("<b>&amp; 很长") and long_label["text"].endswith("…")
+
+
+def test_no_match_nearest_questions_are_buttons_too() -> None:
+    payload = render_answer(no_match("x", alts("如何从 Deployment 迁移到 CloneSet？")))
+    assert_valid(payload)
+    [block] = [b for b in payload["blocks"] if b.get("block_id") == "alternatives"]
+    assert json.loads(block["elements"][0]["value"]) == {"answer_id": "a2", "entry_id": "a0"}
+    assert block["elements"][0]["text"]["text"] == "如何从 Deployment 迁移到 CloneSet？"
+
+
+def test_a_huge_answer_keeps_its_buttons_within_50_blocks() -> None:
+    parts = [f"步骤 {i}：" + "说明" * 1400 for i in range(80)]
+    payload = render_answer(make_answer("\n\n".join(parts), alternatives=alts("相关问题？")))
+    assert_valid(payload)
+    assert len(payload["blocks"]) == MAX_BLOCKS
+    kinds = [b.get("block_id") for b in payload["blocks"] if b["type"] == "actions"]
+    assert kinds == ["alternatives", "feedback"]

@@ -1,7 +1,8 @@
 /*
  * OpenKruise FAQ chat page.
  *
- * Plain JS, no dependencies, no network access other than POST /api/ask.
+ * Plain JS, no dependencies, no network access other than POST /api/ask and
+ * POST /api/feedback (👍/👎 under each answer; both say X-QA-Surface: page).
  * Every piece of data (the user's text, FAQ content, server messages) is put
  * into the DOM with createElement/textContent only; nothing is ever parsed as
  * HTML. Answers arrive as parts: commands, and text as the server's syntax
@@ -50,7 +51,17 @@
       translated: 'Translated from the Chinese FAQ.',
       originalNote: 'The original entry of the Chinese FAQ.',
       showOriginal: 'Show the original (Chinese)',
-      showTranslation: 'Show the English translation'
+      showTranslation: 'Show the English translation',
+      feedbackQuestion: 'Was this helpful?',
+      helpful: 'Helpful',
+      notHelpful: 'Not helpful',
+      commentLabel: 'What was missing or wrong? (optional)',
+      commentPlaceholder: 'Tell us what you were looking for…',
+      commentSend: 'Send',
+      commentSkip: 'Skip',
+      feedbackThanks: 'Thanks for your feedback!',
+      feedbackLater: 'The feedback cannot be saved right now; try again later.',
+      feedbackFailed: 'The feedback could not be sent (HTTP {status}).'
     },
     zh: {
       subtitle: '问答机器人',
@@ -87,13 +98,26 @@
       translated: '译自中文 FAQ。',
       originalNote: '中文 FAQ 原文。',
       showOriginal: '查看中文原文',
-      showTranslation: '查看英文译文'
+      showTranslation: '查看英文译文',
+      feedbackQuestion: '这个回答有帮助吗？',
+      helpful: '有帮助',
+      notHelpful: '没帮助',
+      commentLabel: '缺了什么或哪里不对？（可选）',
+      commentPlaceholder: '告诉我们你想找的内容…',
+      commentSend: '发送',
+      commentSkip: '跳过',
+      feedbackThanks: '谢谢你的反馈！',
+      feedbackLater: '暂时无法保存反馈，请稍后再试。',
+      feedbackFailed: '反馈发送失败（HTTP {status}）。'
     }
   };
 
   var LANG_KEY = 'okfaq.lang';
   var REQUEST_TIMEOUT_MS = 30000;
   var COPY_FEEDBACK_MS = 2000;
+  var SURFACE = { 'X-QA-Surface': 'page' }; // the server records where a question came from
+  var ANSWER_ID = /^[0-9a-f]{32}$/;
+  var MAX_COMMENT = 2000;
 
   var lang = initialLang();
 
@@ -351,7 +375,7 @@
     msg.setAttribute('aria-busy', 'false');
   }
 
-  function alternativesBlock(alts, labelKey, excludeId) {
+  function alternativesBlock(alts, labelKey, excludeId, answerId) {
     var list = (Array.isArray(alts) ? alts : []).filter(function (a) {
       return a && typeof a.question === 'string' && a.question.trim() && a.id !== excludeId;
     });
@@ -362,6 +386,7 @@
     list.forEach(function (a) {
       var b = el('button', 'alt', a.question, { type: 'button', lang: textLang(a.question) });
       if (a.id !== undefined && a.id !== null) b.setAttribute('data-id', String(a.id));
+      if (ANSWER_ID.test(String(answerId || ''))) b.setAttribute('data-after', String(answerId));
       b.addEventListener('click', onAskButton);
       ul.appendChild(el('li')).appendChild(b);
     });
@@ -417,8 +442,10 @@
     var conf = confidenceBlock(match.confidence);
     if (conf) msg.appendChild(el('div', 'answer-foot')).appendChild(conf);
 
-    var alts = alternativesBlock(data.alternatives, 'didYouMean', match.id);
+    var alts = alternativesBlock(data.alternatives, 'didYouMean', match.id, data.answer_id);
     if (alts) msg.appendChild(alts);
+    var fb = feedbackBlock(data.answer_id);
+    if (fb) msg.appendChild(fb);
   }
 
   /** One entry's section, question and answer parts (the original or its translation). */
@@ -438,9 +465,148 @@
     var title = msg.appendChild(el('p', 'noanswer-title'));
     title.appendChild(el('span', 'noanswer-icon', '?', { 'aria-hidden': 'true' }));
     title.appendChild(setI18n(el('strong'), 'noAnswerTitle'));
-    var alts = alternativesBlock(data.alternatives, 'nearest', null);
+    var alts = alternativesBlock(data.alternatives, 'nearest', null, data.answer_id);
     if (alts) msg.appendChild(alts);
     else msg.appendChild(setI18n(el('p', 'noanswer-text'), 'rephrase'));
+    var fb = feedbackBlock(data.answer_id);
+    if (fb) msg.appendChild(fb);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Feedback: 👍 / 👎 under an answer (👎 then offers an optional comment)
+  // ---------------------------------------------------------------------------
+
+  /** POST /api/feedback; resolves { ok, status, message?, retryAfter? } (never rejects). */
+  function sendFeedback(answerId, helpful, comment) {
+    var body = { answer_id: answerId, helpful: helpful };
+    if (comment) body.comment = comment;
+    return fetch('/api/feedback', {
+      method: 'POST',
+      headers: Object.assign({ 'Content-Type': 'application/json', 'Accept': 'application/json' }, SURFACE),
+      body: JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store'
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        var e = (data && data.error && typeof data.error === 'object') ? data.error : {};
+        return {
+          ok: res.ok, status: res.status,
+          message: typeof e.message === 'string' && e.message.trim() ? e.message : null,
+          retryAfter: res.status === 429 ? parseRetryAfter(res.headers.get('Retry-After')) : null
+        };
+      });
+    }).then(null, function () { return { ok: false, status: 0 }; });
+  }
+
+  function feedbackBlock(answerId) {
+    if (!ANSWER_ID.test(String(answerId || ''))) return null;
+    var box = el('div', 'feedback', null, { 'data-answer-id': answerId });
+    var row = box.appendChild(el('div', 'feedback-row'));
+    var label = row.appendChild(setI18n(el('span', 'feedback-label', null, { id: 'fb-' + answerId }), 'feedbackQuestion'));
+    var group = row.appendChild(el('div', 'feedback-buttons', null, { role: 'group', 'aria-labelledby': label.id }));
+    var yes = group.appendChild(feedbackButton('👍', 'helpful', 'yes'));
+    var no = group.appendChild(feedbackButton('👎', 'notHelpful', 'no'));
+    var status = box.appendChild(el('p', 'feedback-status', null, { role: 'status', 'aria-live': 'polite' }));
+    var commentForm = null;
+
+    function setButtons(disabled) {
+      yes.disabled = disabled;
+      no.disabled = disabled;
+    }
+
+    function press(btn) {
+      yes.setAttribute('aria-pressed', String(btn === yes));
+      no.setAttribute('aria-pressed', String(btn === no));
+    }
+
+    function showStatus(key, args, message, kind) {
+      status.setAttribute('data-kind', kind);
+      if (message) { status.removeAttribute('data-i18n'); status.textContent = message; }
+      else setI18n(status, key, args);
+    }
+
+    function thank() {
+      if (commentForm) { box.removeChild(commentForm); commentForm = null; }
+      setButtons(true);
+      box.setAttribute('data-state', 'done');
+      showStatus('feedbackThanks', null, null, 'ok');
+    }
+
+    /** Handles a failed POST; returns false when the feedback row is gone (404). */
+    function failed(r) {
+      if (r.status === 404) { // unknown answer or recording off: no feedback here
+        box.hidden = true;
+        return false;
+      }
+      if (r.status === 0) showStatus('networkError', null, null, 'error');
+      else if (r.status === 503) showStatus('feedbackLater', null, null, 'error');
+      else if (r.status === 429 && r.retryAfter !== null && r.retryAfter !== undefined) {
+        showStatus('retryAfter', { s: r.retryAfter }, null, 'error');
+      } else showStatus('feedbackFailed', { status: r.status }, r.message, 'error');
+      return true;
+    }
+
+    function vote(helpful) {
+      var btn = helpful ? yes : no;
+      setButtons(true);
+      press(btn);
+      status.textContent = '';
+      status.removeAttribute('data-i18n');
+      sendFeedback(answerId, helpful, null).then(function (r) {
+        if (!r.ok) {
+          press(null);
+          setButtons(false);
+          failed(r);
+          return;
+        }
+        if (helpful) thank();
+        else openComment();
+      });
+    }
+
+    function openComment() {
+      commentForm = box.appendChild(el('form', 'feedback-comment', null, { novalidate: '' }));
+      var id = 'fbc-' + answerId;
+      commentForm.appendChild(setI18n(el('label', 'feedback-comment-label', null, { 'for': id }), 'commentLabel'));
+      var area = commentForm.appendChild(el('textarea', 'feedback-comment-text', null, {
+        id: id, rows: '2', maxlength: String(MAX_COMMENT), 'data-i18n-attr': 'placeholder:commentPlaceholder',
+        placeholder: t('commentPlaceholder')
+      }));
+      var actions = commentForm.appendChild(el('div', 'feedback-comment-actions'));
+      var send = actions.appendChild(setI18n(el('button', 'feedback-send', null, { type: 'submit' }), 'commentSend'));
+      var skip = actions.appendChild(setI18n(el('button', 'feedback-skip link-button', null, { type: 'button' }),
+                                             'commentSkip'));
+      skip.addEventListener('click', thank);
+      commentForm.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        var comment = area.value.trim().slice(0, MAX_COMMENT);
+        if (!comment) { thank(); return; }
+        send.disabled = true;
+        skip.disabled = true;
+        sendFeedback(answerId, false, comment).then(function (r) {
+          send.disabled = false;
+          skip.disabled = false;
+          if (r.ok) thank();
+          else if (failed(r)) area.focus();
+        });
+      });
+      try { area.focus({ preventScroll: true }); } catch (e) { area.focus(); }
+      commentForm.scrollIntoView({ block: 'nearest', behavior: prefersReducedMotion() ? 'auto' : 'smooth' });
+    }
+
+    yes.addEventListener('click', function () { vote(true); });
+    no.addEventListener('click', function () { vote(false); });
+    return box;
+  }
+
+  /** A 👍/👎 toggle; its name is the visible word (the emoji is decoration, and may lack a font). */
+  function feedbackButton(emoji, labelKey, kind) {
+    var b = el('button', 'feedback-button', null, { type: 'button', 'aria-pressed': 'false', 'data-vote': kind });
+    b.appendChild(el('span', 'feedback-emoji', emoji, { 'aria-hidden': 'true' }));
+    b.appendChild(setI18n(el('span', 'feedback-word'), labelKey));
+    return b;
   }
 
   /**
@@ -460,7 +626,7 @@
     }
     if (err.code) msg.appendChild(el('p', 'error-code')).appendChild(el('code', null, err.code));
     var retry = msg.appendChild(setI18n(el('button', 'retry', null, { type: 'button' }), 'retry'));
-    retry.addEventListener('click', function () { ask(question, false); });
+    retry.addEventListener('click', function () { ask(question, false, null); });
   }
 
   function parseRetryAfter(value) {
@@ -487,7 +653,7 @@
     try { input.focus({ preventScroll: true }); } catch (e) { input.focus(); }
   }
 
-  function ask(rawQuestion, fromPointerButton) {
+  function ask(rawQuestion, fromPointerButton, after) {
     var question = String(rawQuestion || '').trim();
     if (!question || inFlight) return false;
 
@@ -505,8 +671,9 @@
 
     fetch('/api/ask', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
-      body: JSON.stringify({ question: question, top_k: 3, tree: true }),
+      headers: Object.assign({ 'Content-Type': 'application/json', 'Accept': 'application/json' }, SURFACE),
+      body: JSON.stringify(after ? { question: question, top_k: 3, tree: true, after: after }
+                                 : { question: question, top_k: 3, tree: true }),
       signal: controller ? controller.signal : undefined,
       credentials: 'same-origin',
       cache: 'no-store'
@@ -559,14 +726,18 @@
   function onAskButton(ev) {
     var btn = ev.currentTarget;
     // detail === 0 means keyboard activation
-    ask(btn.textContent, ev.detail > 0);
+    var earlier = btn.getAttribute('data-after');
+    var entry = btn.getAttribute('data-id');
+    // a click on an alternative says which answer it followed: the strongest sign of what was meant
+    var after = earlier && entry ? { answer_id: earlier, entry_id: entry } : null;
+    ask(btn.textContent, ev.detail > 0, after);
   }
 
   function submitInput() {
     if (inFlight) return;
     var q = input.value;
     if (!q.trim()) { input.focus(); return; }
-    if (ask(q, false)) input.value = '';
+    if (ask(q, false, null)) input.value = '';
   }
 
   function init() {

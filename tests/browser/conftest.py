@@ -127,7 +127,8 @@ def _serve(engine: Engine, data_dir: Path, index_dir: Path) -> Iterator[LiveServ
     from server.app import create_app
     from server.settings import ServerSettings
 
-    settings = ServerSettings(rate_limit="off", data_dir=data_dir, faq_dir=None, index_dir=index_dir)
+    settings = ServerSettings(rate_limit="off", data_dir=data_dir, faq_dir=None, index_dir=index_dir,
+                              state_dir=index_dir.parent / "state")  # its records stay out of the repository
     app = create_app(settings, engine)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -118,7 +118,8 @@ def engine_like(engine: Engine, threshold: float = 0.3) -> Engine:
 
 def base_settings(data_dir: Path, index_dir: Path, **overrides: Any) -> ServerSettings:
     values: dict[str, Any] = {"data_dir": data_dir, "index_dir": index_dir, "slack_signing_secret": SLACK_SECRET,
-                                  "admin_token": ADMIN_TOKEN, "rate_limit": "off", "model": "hash", "threshold": 0.3}
+                                  "admin_token": ADMIN_TOKEN, "rate_limit": "off", "model": "hash", "threshold": 0.3,
+                                  "record": False}  # tests of records turn it on, with a database of their own
     values.update(overrides)
     return ServerSettings(**values)
 

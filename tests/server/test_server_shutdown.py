@@ -35,7 +35,8 @@ def _free_port() -> int:
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     port = _free_port()
     env = {**os.environ, "QA_MODEL": "hash", "QA_INDEX_DIR": str(tmp_path / "index"), "QA_HOST": "127.0.0.1",
-           "QA_PORT": str(port), "QA_RATE_LIMIT": "off", "QA_LOG_LEVEL": "info"}
+           "QA_PORT": str(port), "QA_RATE_LIMIT": "off", "QA_LOG_LEVEL": "info",
+           "QA_STATE_DIR": str(tmp_path / "state")}  # its records, in a folder of its own
     proc = subprocess.Popen([sys.executable, "-m", "server.main"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120

@@ -47,7 +47,7 @@ def assert_block_kit(payload: Any, response_type: str = "ephemeral") -> list[dic
     assert isinstance(blocks, list) and 1 <= len(blocks) <= 50
     for block in blocks:
         kind = block["type"]
-        assert kind in {"header", "section", "context", "divider"}, block
+        assert kind in {"header", "section", "context", "divider", "actions"}, block
         if kind == "section":
             assert block["text"]["type"] == "mrkdwn"
             assert 0 < units(block["text"]["text"]) <= 3000
