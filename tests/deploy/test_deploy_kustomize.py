@@ -329,7 +329,7 @@ def test_ingress_component(rendered: dict[str, list[dict[str, Any]]]) -> None:
         assert internal not in paths
     assert ingress["tls"][0]["secretName"]
     # uvicorn takes the client address from X-Forwarded-For only from trusted peers
-    assert config_map(docs)["FORWARDED_ALLOW_IPS"]
+    assert config_map(docs)["QA_TRUSTED_PROXIES"]
     assert len(of_kind(docs, "ConfigMap")) == 1, "merged into the bot's settings, not a second ConfigMap"
 
 
