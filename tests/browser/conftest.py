@@ -48,13 +48,18 @@ document.addEventListener('securitypolicyviolation', function (e) {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks every test under tests/browser as ``browser``, and skips them all without Chromium."""
+    """Marks every test under tests/browser as ``browser``, skips them all without Chromium, and runs
+    them last: Playwright's sync API keeps an event loop running in the main thread while its
+    session-wide browser lives, and ``asyncio.run`` in a later test would refuse to start."""
     skip = pytest.mark.skip(reason=SKIP_REASON)
+    browser_items = []
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.browser)
+            browser_items.append(item)
             if not CHROMIUM.exists():
                 item.add_marker(skip)
+    items[:] = [i for i in items if i not in browser_items] + browser_items
 
 
 # -- the server -----------------------------------------------------------------------------------
