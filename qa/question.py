@@ -11,10 +11,10 @@ Two rules, one per function, applied by :class:`qa.search.Engine` on every surfa
   matter — the ones that ask, the ones that carry an error, the first one — with timestamps,
   ids, addresses and repeated lines dropped, within :data:`MODEL_BUDGET` estimated tokens.
 
-Encoding time grows with the number of tokens (about 1 s for 2,000 characters, 25 ms for a
-short question), so a 2,000-character question now costs at most about 4 times a short one,
+Encoding time grows with the number of tokens (about 0.6 ms a token: 1 s for 2,000 characters
+whole, 8-15 ms for a short question), so a 2,000-character question now costs about 2.5 times a short one,
 and the noise of a log does not drown the words that match. Why two budgets: cutting every
-question to the 4x budget lost four questions of data/eval and two of data/holdout (long,
+question to a 64-token budget lost four questions of data/eval and two of data/holdout (long,
 typed questions whose matter is spread over every sentence); the questions between the two
 budgets cost up to about 6 times a short one, and the rate limit counts that
 (``server.ratelimit.question_cost``).
@@ -30,7 +30,7 @@ __all__ = ["MODEL_BUDGET", "WHOLE_BUDGET", "as_asked", "estimate_tokens", "for_m
 # In estimated tokens (estimate_tokens). A question up to WHOLE_BUDGET goes whole (the longest of
 # data/eval, data/holdout and data/real is 138); a longer one is cut to its matter within MODEL_BUDGET.
 WHOLE_BUDGET = 144
-MODEL_BUDGET = 64
+MODEL_BUDGET = 40  # 64 measured 4.2-4.3x a short question at p50 on some runs, 48 about 2.8-3x, 40 about 2.5x
 _SCAN_CHARS = 20_000  # a longer question is read no further (the API refuses over 2,000 characters anyway)
 
 # C0 controls but tab and line breaks, DEL, C1 controls; bidirectional embeddings, overrides and isolates.
@@ -121,6 +121,30 @@ def _cut(text: str, budget: int) -> str:
     return head[:space] if lo < len(text) and space > lo // 2 else head
 
 
+_CLAUSE_END = re.compile(r"(?<=[:;,])\s+|(?<=[，；：])")
+
+
+def _telling_part(line: str, budget: int) -> str:
+    """What of a telling ``line`` too long for ``budget`` is kept: its clauses that ask or carry an
+    error first (an error chain such as ``failed to list x: y is forbidden: user z cannot list``
+    keeps its failing clauses), then the others, in their order; a clause too long keeps its
+    beginning."""
+    clauses = [c for c in _CLAUSE_END.split(line) if c.strip()]
+    telling = [bool(_ASKS.search(c) or _ERRORS.search(c)) for c in clauses]
+    chosen: set[int] = set()
+    left = budget
+    for want in (True, False):
+        for i, clause in enumerate(clauses):
+            if telling[i] == want and i not in chosen:
+                cost = estimate_tokens(clause) + 1
+                if cost <= left:
+                    chosen.add(i)
+                    left -= cost
+                elif want and left >= _MIN_PART and not chosen:  # the first telling clause alone is too long
+                    return _cut(clause, budget)
+    return " ".join(clauses[i].strip() for i in sorted(chosen)) or _cut(line, budget)
+
+
 def for_model(question: str, budget: int = MODEL_BUDGET, whole: int = WHOLE_BUDGET) -> str:
     """What of a question goes to the model (and to BM25): a typed one whole, a long one cut to its matter.
 
@@ -129,8 +153,8 @@ def for_model(question: str, budget: int = MODEL_BUDGET, whole: int = WHOLE_BUDG
     long numbers and pod-name hashes are dropped, and repeated lines kept once. Lines that ask
     (a question mark, "how", "为什么", …) and lines that carry an error ("failed", "forbidden",
     "报错", …) come first, then the first line, then the others in order, while they fit; such a
-    telling line longer than what is left of the budget keeps its beginning. The kept lines are
-    joined in their original order.
+    telling line longer than what is left of the budget keeps its clauses that ask or fail first.
+    The kept lines are joined in their original order.
 
     Args:
         question: the question as asked (line breaks matter: a pasted log is read line by line).
@@ -159,8 +183,8 @@ def for_model(question: str, budget: int = MODEL_BUDGET, whole: int = WHOLE_BUDG
                 left -= cost
             else:
                 over.append(i)
-        if over and left >= _MIN_PART and (level >= 2 or not chosen):  # a telling line too long: its beginning
-            units[over[0]] = _cut(units[over[0]], left - 1)
+        if over and left >= _MIN_PART and (level >= 2 or not chosen):  # a telling line too long: its telling part
+            units[over[0]] = _telling_part(units[over[0]], left - 1)
             chosen.append(over[0])
             left -= estimate_tokens(units[over[0]]) + 1
         if left < _MIN_PART:

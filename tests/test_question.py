@@ -56,10 +56,20 @@ def test_a_long_question_is_cut_to_the_budget(text: str) -> None:
 def test_a_pasted_log_keeps_the_error_and_the_question_without_the_noise() -> None:
     assert len(POD_LOG) < 2000
     kept = for_model(POD_LOG)
-    assert "is forbidden" in kept and "why does kruise-manager get forbidden for sidecarsets?" in kept
+    assert "failed to list *v1alpha1.SidecarSet" in kept  # the failing line, its first clause at least
+    assert "why does kruise-manager get forbidden for sidecarsets?" in kept
     assert "syncing pod" not in kept  # lines that neither ask nor fail give way
     for noise in ("2024-03-12", "08:14:02", "10.1.2.", "48213", "7d9f8b6c5"):
         assert noise not in kept, noise
+
+
+def test_a_failing_line_too_long_keeps_its_failing_clauses_before_the_others() -> None:
+    context = "reconcile CloneSet default/web generation 7 with partition 3 and maxUnavailable 20%: "
+    line = context * 3 + "admission webhook vpod.kb.io denied the request: pod spec is immutable"
+    text = "\n".join(["I0312 08:15:01 event.go:1] pod web-x status Running"] * 30 + [line, "what should I do?"])
+    kept = for_model(text)
+    assert "admission webhook vpod.kb.io denied the request" in kept and "what should I do?" in kept
+    assert estimate_tokens(kept) <= MODEL_BUDGET
 
 
 def test_the_kept_lines_keep_their_order_and_come_once() -> None:
