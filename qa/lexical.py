@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import bm25s
@@ -44,6 +45,7 @@ class LexicalIndex:
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         corpus = [segmenter.tokens(d) or ["∅"] for d in documents]
         self._vocab = {t for doc in corpus for t in doc}
+        self._documents_with: Counter[str] = Counter(t for doc in corpus for t in set(doc))
         self._bm25.index(corpus, show_progress=False)
         self.size = len(documents)
         # Spelling: every vocabulary word under each of its one-letter deletions (SymSpell style),
@@ -112,6 +114,21 @@ class LexicalIndex:
         if not known:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+
+    def rarest_share(self, tokens: Sequence[str]) -> float | None:
+        """Share of the documents that contain the query's most specific known token.
+
+        A question whose every known word occurs in most entries (``OpenKruise``, ``pod``, ``use``)
+        points to none of them in particular, however close it comes to each.
+
+        Args:
+            tokens: the query's tokens.
+
+        Returns:
+            A number in (0, 1], or None when no token (markers ``§…`` aside) is known.
+        """
+        counts = [self._documents_with[t] for t in set(tokens) if not t.startswith("§") and t in self._vocab]
+        return min(counts) / self.size if counts else None
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the distinct query tokens that occur in the indexed documents.

@@ -26,7 +26,7 @@ NOISE = [
     "web-7d9f8b6c5-x7k2{d} in namespace default resourceVersion={rv}",
     "I0312 08:15:{s:02d}.000000       1 event.go:{n}] pod web-7d9f8b6c5-x7k2p status Running node 10.1.2.{d}",
     "2024-03-12T08:16:{s:02d}Z Normal Scheduled pod/api-6c9d5f7b8-q{d}zt Successfully assigned default/api to node-{d}",
-    "2024-03-12T08:16:{s:02d}Z Normal Pulled pod/api-6c9d5f7b8-q{d}zt Container image \"nginx:1.25.{d}\" already present",
+    "2024-03-12T08:16:{s:02d}Z Normal Pulled pod/api-6c9d5f7b8-q{d}zt Container image \"nginx:1.25.{d}\" present",
 ]
 
 
@@ -46,9 +46,9 @@ def main() -> int:
     args = ap.parse_args()
 
     import qa.question
-    from qa.settings import Settings
     from qa.evaluate import read_examples
     from qa.search import Engine
+    from qa.settings import Settings
 
     engine = Engine.from_settings(Settings())
     budgets = args.budget or [qa.question.MODEL_BUDGET]

@@ -204,6 +204,23 @@ def test_real_engine_answers(real_engine: Engine, question: str, expected: str) 
     assert answer.match.confidence >= real_engine.threshold
 
 
+@pytest.mark.parametrize("question", ["What is OpenKruise?", "OpenKruise 是什么", "什么是 OpenKruise",
+                                      "Why should I use OpenKruise?"])
+def test_real_engine_refuses_questions_about_openkruise_itself(real_engine: Engine, question: str) -> None:
+    """Every FAQ entry is about OpenKruise, none says what it is: such a question points to none."""
+    assert real_engine.signals(question).too_general
+    assert real_engine.ask(question).match is None
+
+
+@pytest.mark.parametrize("question, expected", [("Does OpenKruise work with GitOps tools like Argo CD?", "ebe29d37"),
+                                                ("OpenKruise 怎么卸载", "0dcf4d04")])
+def test_real_engine_answers_specific_questions_that_name_openkruise(real_engine: Engine, question: str,
+                                                                    expected: str) -> None:
+    assert not real_engine.signals(question).too_general
+    answer = real_engine.ask(question)
+    assert answer.match is not None and answer.match.id == expected, (answer.match, answer.alternatives)
+
+
 def test_real_engine_rejects_an_off_topic_question(real_engine: Engine) -> None:
     answer = real_engine.ask("how do I bake bread")
     assert answer.match is None, answer.match

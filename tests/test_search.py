@@ -175,6 +175,26 @@ def test_confidence_rises_with_the_margin() -> None:
     assert values[0] == pytest.approx(0.5)  # at the level with no margin: z = 0
 
 
+def test_a_too_general_question_loses_general_gain_from_its_logit() -> None:
+    w = ConfidenceCurve()
+    specific, general = ranked_of(0.9, 0.7), ranked_of(0.9, 0.7)
+    general = Signals(general.candidates, general.known_gap, general.unknown_names, too_general=True)
+    assert confidence(general, w) == pytest.approx(sigmoid(w.slope * (0.9 - w.level) + w.margin_gain * 0.2
+                                                           - w.general_gain))
+    assert confidence(specific, w) > 0.5 > confidence(general, w)
+
+
+def test_rarest_share_is_the_share_of_entries_with_the_most_specific_known_word() -> None:
+    from qa.lexical import LexicalIndex
+    from qa.segment import Segmenter
+
+    index = LexicalIndex(Segmenter([]), ["openkruise cloneset", "openkruise sidecarset", "openkruise helm", "helm"])
+    assert index.rarest_share(["openkruise"]) == pytest.approx(0.75)
+    assert index.rarest_share(["openkruise", "helm"]) == pytest.approx(0.5)
+    assert index.rarest_share(["openkruise", "cloneset", "bread"]) == pytest.approx(0.25)
+    assert index.rarest_share(["bread", "§12"]) is None  # nothing known: no judgement
+
+
 def test_confidence_falls_only_when_a_known_gap_beats_the_best_question() -> None:
     base = confidence(ranked_of(0.85, 0.75, top_question=0.9), CW)
     assert confidence(ranked_of(0.85, 0.75, top_question=0.9, known_gap=0.9), CW) == base  # not closer: no effect
