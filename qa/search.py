@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qa.answer_cache import AnswerCache, CacheStats, SharedCache
 from qa.contract import Alternative, Answer, Entry, Match
 from qa.embeddings import FOLDER as EMBEDDINGS
 from qa.embeddings import EmbeddingCache
@@ -27,6 +26,7 @@ from qa.lexical import LexicalIndex
 from qa.question import as_asked, for_model
 from qa.segment import detect_language, normalise
 from qa.settings import DEFAULT_THRESHOLD, MAX_QUESTION_CHARS
+from qa.shared import off_loop
 
 if TYPE_CHECKING:
     from qa.settings import Settings
@@ -137,14 +137,16 @@ class Engine:
     """Answers questions from a knowledge base with a hybrid dense + lexical search.
 
     Build it with :meth:`from_settings`; answer with :meth:`ask` or, on an event loop,
-    :meth:`ask_async`. Both clean the question once, serve repeated questions from a cache, and
-    return the same :class:`~qa.contract.Answer`.
+    :meth:`ask_async`. Both clean the question once, serve repeated questions from a cache
+    (:class:`qa.answer_cache.AnswerCache`: in the process, and in Redis when ``QA_CACHE_URL`` is
+    set), and return the same :class:`~qa.contract.Answer`.
     """
 
     def __init__(self, kb: KnowledgeBase, encoder: Encoder, dense: DenseIndex, *,
                  threshold: float = DEFAULT_THRESHOLD, cache_size: int = 1024,
                  fusion: FusionWeights = FusionWeights(), curve: ConfidenceCurve = ConfidenceCurve(),
-                 built: bool = False) -> None:
+                 built: bool = False, shared_cache: SharedCache | None = None,
+                 cache_stats: CacheStats | None = None) -> None:
         self.kb = kb
         self.encoder = encoder
         self.dense = dense
@@ -160,13 +162,15 @@ class Engine:
         self._is_question = np.isin(fields, ["question", "alternate"])
         self._is_answer = fields == "answer"
         self._is_known_gap = fields == "known_gap"
-        self._cache: OrderedDict[tuple[str, int], Answer] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
+        # An answer depends on the data, the model, the threshold and the ranking's parameters: all are
+        # in the cache's scope, so an answer cached by another engine (or replica) is reused only when right.
+        scope = f"{kb.data_hash}|{dense.data_hash}|{dense.model}|{threshold!r}|{fusion!r}|{curve!r}"
+        self.cache = AnswerCache(cache_size, scope, shared_cache, cache_stats)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, encoder: Encoder | None = None, rebuild: bool = False,
                       serving: bool = False, progress: Callable[[int, int], None] | None = None,
+                      shared_cache: SharedCache | None = None, cache_stats: CacheStats | None = None,
                       **kwargs: object) -> Engine:
         """Loads the knowledge base and the index the settings name, building the index when it
         is missing or stale (see :func:`load_or_build` for when a build is refused).
@@ -177,6 +181,9 @@ class Engine:
             rebuild: build even when the saved index is current.
             serving: a good engine is serving already, so any data warning refuses the build.
             progress: ``progress(done, total)`` while building.
+            shared_cache: the Redis answer cache to use (a reload passes the serving engine's);
+                default: the one ``settings.cache_url`` names, or none when it is unset.
+            cache_stats: where cache lookups are counted (a reload passes the serving engine's).
             **kwargs: ``fusion`` or ``curve`` (for experiments).
 
         Raises:
@@ -186,8 +193,10 @@ class Engine:
         kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
         dense, built = load_or_build(kb, encoder, Path(settings.index_dir), rebuild=rebuild,
                                      allow_warnings=settings.allow_warnings, serving=serving, progress=progress)
+        if shared_cache is None:
+            shared_cache = SharedCache.from_settings(settings)
         return cls(kb, encoder, dense, threshold=settings.threshold, cache_size=settings.cache_size, built=built,
-                   **kwargs)  # type: ignore[arg-type]
+                   shared_cache=shared_cache, cache_stats=cache_stats, **kwargs)  # type: ignore[arg-type]
 
     # -- answering -----------------------------------------------------------------------
 
@@ -203,28 +212,34 @@ class Engine:
         """
         start = time.perf_counter()
         clean = self.clean(question)
-        answer = self._cache_get((clean, top_k))
+        key = self.cache.key(clean, top_k)
+        answer = self.cache.get(key)
         if answer is None:
-            answer = self._answer_and_cache(clean, self.encoder.encode([clean], "query"), top_k)
+            answer = self._answer_and_cache(key, clean, self.encoder.encode([clean], "query"), top_k)
         return self._for_caller(answer, question, start)
 
     async def ask_async(self, question: str, top_k: int = 3) -> Answer:
         """:meth:`ask` for an event loop: a repeated question is answered on the loop at once; a
-        new one awaits the encoder (its ``submit`` when it has one, else a worker thread).
+        new one awaits the shared cache, if any, from a worker thread, then the encoder (its
+        ``submit`` when it has one, else a worker thread).
 
         Raises:
             InvalidQuestion: when the question is empty or blank.
         """
         start = time.perf_counter()
         clean = self.clean(question)
-        answer = self._cache_get((clean, top_k))
+        key = self.cache.key(clean, top_k)
+        answer = self.cache.get_local(key)
+        if answer is None and self.cache.consults_shared:
+            answer = await off_loop(lambda: self.cache.get_shared(key))
         if answer is None:
+            self.cache.missed()
             submit = getattr(self.encoder, "submit", None)
             if submit is not None:
                 vectors = await asyncio.wrap_future(submit([clean], "query"))
             else:
                 vectors = await asyncio.to_thread(self.encoder.encode, [clean], "query")
-            answer = self._answer_and_cache(clean, vectors, top_k)
+            answer = self._answer_and_cache(key, clean, vectors, top_k)
         return self._for_caller(answer, question, start)
 
     def warm_up(self) -> None:
@@ -300,9 +315,9 @@ class Engine:
         answer._score = signals.candidates[0].fused if signals.candidates else 0.0
         return answer
 
-    def _answer_and_cache(self, clean: str, vectors: np.ndarray, top_k: int) -> Answer:
+    def _answer_and_cache(self, key: str, clean: str, vectors: np.ndarray, top_k: int) -> Answer:
         answer = self._answer(clean, self._search(clean, vectors), top_k)
-        self._cache_put((clean, top_k), answer)
+        self.cache.put(key, answer)
         return answer
 
     @staticmethod
@@ -311,25 +326,6 @@ class Engine:
         the cached one is shared safely)."""
         return answer.model_copy(update={"answer_id": uuid.uuid4().hex, "question": as_asked(question),
                                          "took_ms": (time.perf_counter() - start) * 1000})
-
-    # -- cache -----------------------------------------------------------------------------
-
-    def _cache_get(self, key: tuple[str, int]) -> Answer | None:
-        if not self._cache_size:
-            return None
-        with self._cache_lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-            return hit
-
-    def _cache_put(self, key: tuple[str, int], answer: Answer) -> None:
-        if not self._cache_size:
-            return
-        with self._cache_lock:
-            self._cache[key] = answer
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
 
     # -- browsing ----------------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa.encoders import load_encoder
 from qa.errors import QAError
 from qa.search import Engine
+from qa.shared import Breaker, RedisLink
 from server import feedback
 from server.batching import BatchingEncoder
 from server.models import error_response
-from server.observability import Metrics, ObserveMiddleware
-from server.ratelimit import AuthGuard, RateLimiter, RateLimitMiddleware
-from server.reload import Reloader
+from server.observability import Metrics, ObserveMiddleware, SharedStateCollector
+from server.ratelimit import AuthGuard, LimitStore, RateLimiter, RateLimitMiddleware
+from server.reload import Reloader, ReloadSync
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ def load_engine(settings: ServerSettings, serving: Engine | None = None) -> Engi
 
     Args:
         settings: what to load.
-        serving: the engine serving now, if any: its encoder is reused, and data with warnings
-            is refused (the last good index keeps serving).
+        serving: the engine serving now, if any: its encoder and its shared answer cache (the
+            Redis connection, the counts) are reused, and data with warnings is refused (the last
+            good index keeps serving).
 
     Raises:
         QAError: model, FAQ or index problems (BuildRefused for data with warnings).
@@ -63,7 +65,9 @@ def load_engine(settings: ServerSettings, serving: Engine | None = None) -> Engi
     fresh = BatchingEncoder(load_encoder(settings.model)) if serving is None else None
     encoder = serving.encoder if serving is not None else fresh
     try:
-        engine = Engine.from_settings(settings, encoder=encoder, serving=serving is not None)
+        engine = Engine.from_settings(settings, encoder=encoder, serving=serving is not None,
+                                      shared_cache=serving.cache.shared if serving is not None else None,
+                                      cache_stats=serving.cache.stats if serving is not None else None)
         engine.warm_up()
     except BaseException:
         if fresh is not None:
@@ -106,11 +110,46 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     reloader = Reloader(settings, lambda: holder.engine, load, publish, holder.fail,
                         lambda result: metrics.reloads.labels(result).inc())
 
+    # State shared by replicas (QA_RATE_LIMIT_STORAGE, QA_CACHE_URL): Redis behind breakers, local fallbacks.
+    limit_store = LimitStore(settings.rate_limit_storage.get_secret_value(), settings.redis_timeout)
+
+    def cache_link() -> RedisLink | None:
+        shared = holder.engine.cache.shared if holder.engine is not None else None
+        return shared.link if shared is not None else None
+
+    sync = ReloadSync(cache_link, reloader, lambda: holder.engine.kb.data_hash if holder.engine else None) \
+        if settings.cache_url is not None else None
+
+    def links() -> dict[str, Breaker]:
+        out: dict[str, Breaker] = {}
+        if limit_store.breaker is not None:
+            out["rate_limits"] = limit_store.breaker
+        if (link := cache_link()) is not None:
+            out["answer_cache"] = link
+        return out
+
+    def watch_shared_state() -> None:
+        """One tick of the monitor: is each Redis there, and has another replica reloaded?"""
+        for breaker in links().values():
+            breaker.probe()
+        if sync is not None:
+            sync.tick()
+
+    async def monitor() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(watch_shared_state)
+            except Exception:  # the monitor must outlive anything one tick meets
+                log.exception("shared-state monitor")
+            await asyncio.sleep(settings.sync_interval)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
         watcher = None
         feedback.start(app)  # the records' writer thread (it migrates the database first)
+        shared_monitor = asyncio.create_task(monitor()) \
+            if limit_store.breaker is not None or settings.cache_url is not None else None
         if settings.watch:
             paths = [p for p in {settings.data_dir, settings.faq_dir or settings.data_dir} if p.exists()]
             watcher = asyncio.create_task(reloader.watch(paths))
@@ -133,10 +172,12 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
                     log.exception("cannot load the engine")
             task = asyncio.create_task(background_load())
         yield
-        for t in (task, watcher):
+        for t in (task, watcher, shared_monitor):
             if t is not None and not t.done():
                 t.cancel()
         await feedback.stop(app)  # stores the records still queued
+        if holder.engine is not None and holder.engine.cache.shared is not None:
+            await asyncio.to_thread(holder.engine.cache.shared.flush, 1.0)  # answers still queued for Redis
 
     app = FastAPI(
         title="OpenKruise FAQ answer bot",
@@ -154,9 +195,14 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     app.state.publish = publish
     app.state.reloader = reloader
     feedback.install(app, settings, metrics)  # app.state.records_db, app.state.recorder (None: QA_RECORD=false)
-    limiter = RateLimiter(settings.rate_limit)
+    limiter = RateLimiter(settings.rate_limit, limit_store, scope="ask")
     app.state.limiter = limiter
-    app.state.auth_guard = AuthGuard(settings.auth_failure_limit)  # failed admin and Slack authentications
+    # failed admin and Slack authentications, counted in the same store (shared when the limits are)
+    app.state.auth_guard = AuthGuard(settings.auth_failure_limit, limit_store)
+    app.state.reload_sync = sync
+    metrics.registry.register(SharedStateCollector(
+        links, lambda: holder.engine.cache.stats.snapshot() if holder.engine is not None else {},
+        (lambda: sync.in_sync()) if sync is not None else None))
 
     app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(ObserveMiddleware, metrics=metrics, frame_ancestors=settings.frame_ancestors)  # outermost
@@ -188,7 +234,10 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
 
     @app.get("/readyz", tags=["operations"], summary="Readiness", responses={503: {"description": "Not ready"}})
     async def get_readyz() -> Response:
-        """200 once the index is loaded; 503 with the reason before (or after a failed load)."""
+        """200 once the index is loaded; 503 with the reason before (or after a failed load).
+
+        ``shared`` says where rate limits and cached answers live and, for Redis, whether it is up:
+        a replica whose Redis is down is still ready (it answers from local state)."""
         e = holder.engine
         if e is None:
             return error_response(503, "not_ready", holder.error or "not ready")
@@ -198,6 +247,12 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
             body["warnings"] = [str(w) for w in e.kb.warnings]
         if holder.error:
             body["last_reload_error"] = holder.error
+        shared: dict[str, object] = {
+            "rate_limits": limit_store.status(),
+            "answer_cache": e.cache.shared.link.status() if e.cache.shared is not None else {"store": "memory"}}
+        if sync is not None:
+            shared["reload_sync"] = sync.status()
+        body["shared"] = shared
         return JSONResponse(body)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)

@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.contract import Answer
+from qa.shared import Breaker
 from server.models import error_response
 
 log = logging.getLogger("server.access")
@@ -211,3 +212,52 @@ class CountsCollector(Collector):
         for reason, n in sorted(self.counts().items()):
             family.add_metric([reason], n)
         yield family
+
+
+LOOKUPS = ("local_hit", "shared_hit", "miss")
+WRITES = ("stored", "dropped", "failed")
+
+
+class SharedStateCollector(Collector):
+    """What replicas share, read live at each scrape: whether each Redis is up, its errors, the answer
+    cache's lookups (``local_hit``, ``shared_hit``: computed by another engine or replica, ``miss``)
+    and writes to Redis, and whether this replica serves the data another one's reload published.
+
+    Args:
+        links: use (``rate_limits``, ``answer_cache``) → its breaker; empty when nothing is in Redis.
+        cache_counts: the answer cache's counts (:class:`qa.answer_cache.CacheStats`).
+        in_sync: whether the last published reload is served here (None: no reload sync).
+    """
+
+    def __init__(self, links: Callable[[], Mapping[str, Breaker]], cache_counts: Callable[[], Mapping[str, int]],
+                 in_sync: Callable[[], bool] | None = None) -> None:
+        self.links, self.cache_counts, self.in_sync = links, cache_counts, in_sync
+
+    def collect(self) -> Iterator[Metric]:
+        links = self.links()
+        up = GaugeMetricFamily("qa_redis_up", "1 while Redis answers, 0 while it is down (the replica then "
+                               "uses local limits and cache)", labels=["use"])
+        errors = CounterMetricFamily("qa_redis_errors", "Redis calls that failed or timed out", labels=["use"])
+        for use, breaker in sorted(links.items()):
+            up.add_metric([use], 1.0 if breaker.up else 0.0)
+            errors.add_metric([use], breaker.errors)
+        yield up
+        yield errors
+        counts = self.cache_counts()
+        lookups = CounterMetricFamily("qa_answer_cache_lookups", "Answer cache lookups by result: local_hit, "
+                                      "shared_hit (from Redis: another replica's answer), miss", labels=["result"])
+        for result in LOOKUPS:
+            lookups.add_metric([result], counts.get(result, 0))
+        yield lookups
+        if "answer_cache" in links:
+            writes = CounterMetricFamily("qa_answer_cache_shared_writes", "Answers written to the shared cache: "
+                                         "stored, dropped (Redis down or too many queued), failed",
+                                         labels=["result"])
+            for result in WRITES:
+                writes.add_metric([result], counts.get(result, 0))
+            yield writes
+            yield CounterMetricFamily("qa_answer_cache_unreadable", "Shared cache entries that did not read as "
+                                      "an answer (treated as misses)", value=counts.get("unreadable", 0))
+        if self.in_sync is not None:
+            yield GaugeMetricFamily("qa_reload_in_sync", "1 when this replica serves the data of the last reload "
+                                    "another replica published", value=1.0 if self.in_sync() else 0.0)

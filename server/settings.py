@@ -22,6 +22,11 @@ class ServerSettings(Settings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="request bodies larger than this get 413")
     max_question_chars: int = Field(2000, ge=10, description="longer questions get 422")
     rate_limit: str = Field("120/minute", description="per client (and per Slack team+user); 'off' disables")
+    rate_limit_storage: SecretStr = Field(SecretStr("memory://"), description="where rate-limit counters live: "
+                                          "memory:// (this process) or a Redis URL shared by every replica, "
+                                          "e.g. redis://redis:6379/0")
+    sync_interval: float = Field(2.0, gt=0, le=60, description="seconds between two looks at Redis: its health, "
+                                                               "and reloads published by other replicas")
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin/*; unset → 404")
     frame_ancestors: str = Field("'none'", description="CSP frame-ancestors, to allow embedding the page")
     watch: bool = Field(False, description="rebuild the index when files under the data folder change")
@@ -64,6 +69,17 @@ class ServerSettings(Settings):
 
         RateLimiter(v)  # raises ValueError on a rate string the limits library cannot parse
         return v
+
+    @field_validator("rate_limit_storage", mode="before")
+    @classmethod
+    def _valid_storage(cls, v: object) -> object:
+        from qa.shared import check_redis_url
+        from server.ratelimit import STORAGE_SCHEMES
+
+        url = (v.get_secret_value() if isinstance(v, SecretStr) else str(v)).strip()
+        if url in {"", "memory", "memory://"}:
+            return "memory://"
+        return check_redis_url(url, STORAGE_SCHEMES)
 
     @field_validator("slack_signing_secret", "admin_token", mode="before")
     @classmethod

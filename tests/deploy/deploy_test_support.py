@@ -29,9 +29,9 @@ INGRESS_COMPONENT = KUSTOMIZE / "components" / "ingress"
 NAMESPACE = "kruise-faq-bot"
 APP = "kruise-faq-bot"
 SERVER_LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "server"}
-# Settings another engineer is adding (issue: shared state for several replicas); the manifests
-# use these exact names before server/settings.py knows them.
-PENDING_SETTINGS = {"QA_RATE_LIMIT_STORAGE", "QA_CACHE_URL", "QA_DATABASE_URL"}
+# What the ha overlay shares between replicas (Redis: rate limits, answer cache; PostgreSQL: records);
+# the single overlay keeps the embedded defaults and sets none of them.
+SHARED_STATE_SETTINGS = {"QA_RATE_LIMIT_STORAGE", "QA_CACHE_URL", "QA_DATABASE_URL"}
 
 
 # -- tools -----------------------------------------------------------------------------------

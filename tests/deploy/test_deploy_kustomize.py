@@ -18,8 +18,8 @@ from deploy_test_support import (
     KUSTOMIZE,
     NAMESPACE,
     OVERLAYS,
-    PENDING_SETTINGS,
     SERVER_LABELS,
+    SHARED_STATE_SETTINGS,
     config_map,
     env_of,
     image_user,
@@ -180,9 +180,9 @@ def test_settings_are_real_and_valid(rendered: dict[str, list[dict[str, Any]]], 
     (ref,) = [e["configMapRef"]["name"] for e in c["envFrom"]]
     assert ref in {m["metadata"]["name"] for m in of_kind(docs, "ConfigMap")}
     keys = {k for k in [*data, *env_of(c)] if k.startswith("QA_")}
-    known = {f"QA_{f.upper()}" for f in ServerSettings.model_fields} | PENDING_SETTINGS
+    known = {f"QA_{f.upper()}" for f in ServerSettings.model_fields}
     assert keys <= known, keys - known
-    ServerSettings(**{k[3:].lower(): v for k, v in data.items() if k.startswith("QA_") and k not in PENDING_SETTINGS})
+    ServerSettings(**{k[3:].lower(): v for k, v in data.items() if k.startswith("QA_")})
     assert data["QA_HOST"] == "0.0.0.0"
 
 
@@ -258,8 +258,8 @@ def test_single_is_one_replica_with_embedded_defaults(rendered: dict[str, list[d
     assert claim["persistentVolumeClaim"]["claimName"] == only(docs, "PersistentVolumeClaim", "kruise-faq-bot-state")["metadata"]["name"]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # one writer on a ReadWriteOnce volume
     settings = config_map(docs)
-    assert not PENDING_SETTINGS & set(settings), "embedded defaults: no Redis, no database"
-    assert not PENDING_SETTINGS & set(env_of(server_container(docs)))
+    assert not SHARED_STATE_SETTINGS & set(settings), "embedded defaults: no Redis, no database"
+    assert not SHARED_STATE_SETTINGS & set(env_of(server_container(docs)))
 
 
 def test_ha_scales_on_cpu_from_two(rendered: dict[str, list[dict[str, Any]]]) -> None:
