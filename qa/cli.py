@@ -191,6 +191,80 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Proposes real phrasings for data/alternates.yaml from the records; writes those accepted."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qa import report, suggest
+    from qa.records import db
+
+    since = report.parse_since(args.since)
+    if args.min_count < 1:
+        raise ValueError(f"--min-count: at least 1, got {args.min_count}")
+    url = db.database_url(args.settings)
+    engine = db.make_engine(url)
+    path = db.sqlite_path(engine)
+    if path is not None and not path.exists():
+        raise QAError(f"no records database at {path}; the server makes it when it records its first question "
+                      "(see QA_DATABASE_URL and QA_STATE_DIR)")
+    try:
+        from qa.encoders import load_encoder
+        from qa.knowledge import KnowledgeBase
+
+        kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
+        db.upgrade(engine)
+        listing = suggest.build_suggestions(
+            engine, kb, since=since, encoder=lambda: load_encoder(args.settings.model),
+            similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity)
+    except SQLAlchemyError as exc:
+        raise QAError(f"cannot read the records database {db.describe(url)}: {exc.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+    shown = listing.filtered(min_count=args.min_count, confirmed=args.confirmed, top=args.top)
+    if args.accept:
+        chosen = suggest.select(listing, args.accept)  # any id of the window, whatever the filters
+    elif args.accept_all:
+        chosen = [(s, s.entry_id) for s in shown.suggestions]
+    elif args.review:
+        chosen = _review(shown)
+    else:
+        print(suggest.to_json(shown) if args.format == "json" else
+              suggest.to_table(shown, min_count=args.min_count, confirmed=args.confirmed))
+        return 0
+    done = suggest.accept(chosen, args.settings.data_dir, args.settings.faq_dir, dry_run=args.dry_run)
+    if args.format == "json":
+        print(done.to_json())
+        return 0
+    verb = "would add" if args.dry_run else "added"
+    print(f"{verb} {len(done.added)} phrasing(s) to {done.path}" + (":" if done.added else ""))
+    for sid, entry_id, text in done.added:
+        print(f"  {sid}  {entry_id}  + {text}")
+    for sid, entry_id, text, reason in done.skipped:
+        print(f"  {sid}  {entry_id}  skipped ({reason}): {text}")
+    if done.written:
+        print("the index is stale now: 'qa build' rebuilds it; a running server serves them after its next reload "
+              "(POST /admin/reload, or at once with QA_WATCH=true) or restart")
+    return 0
+
+
+def _review(listing):  # type: ignore[no-untyped-def]
+    """Asks about each suggestion on the terminal: y (accept), n (skip), q (stop asking)."""
+    from qa import suggest
+
+    chosen = []
+    for s in listing.suggestions:
+        print("\n".join(suggest.describe(s)))
+        try:
+            said = input("accept? [y/N/q] ").strip().lower()
+        except EOFError:
+            break
+        if said == "q":
+            break
+        if said in ("y", "yes"):
+            chosen.append((s, s.entry_id))
+    return chosen
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Starts the HTTP server (API, chat page, Slack)."""
     try:
@@ -270,6 +344,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "multilingual-e5-small)")
     r.add_argument("--top", type=int, default=20, help="unanswered groups listed at most (default 20)")
     r.set_defaults(func=cmd_report)
+
+    sg = sub.add_parser("suggest", help="real phrasings to add to data/alternates.yaml, from the records",
+                        description="Proposes, for each FAQ entry, the phrasings people really used that are worth "
+                        "adding to data/alternates.yaml: questions refused, answered with low confidence, marked 👎, "
+                        "or followed by a click on a 'did you mean' alternative (which names the entry). Similar "
+                        "phrasings are grouped by meaning and ranked by how often they were asked, with the evidence. "
+                        "A suggestion marked 'guess' is the engine's best candidate: judge it. --accept writes "
+                        "suggestions into the alternates file, keeping its comments and layout.")
+    sg.add_argument("--since", default="7d", help="window: 7d, 12h, 30m, 2w or a date (UTC); default 7d")
+    sg.add_argument("--format", choices=["table", "json"], default="table", help="default table")
+    sg.add_argument("--min-count", type=int, default=1, metavar="N",
+                    help="list suggestions asked at least N times (default 1)")
+    sg.add_argument("--confirmed", action="store_true", help="only suggestions a click or 👍 confirmed (no guesses)")
+    sg.add_argument("--top", type=int, default=None, metavar="N", help="list the N first only")
+    sg.add_argument("--similarity", type=float, default=None, metavar="COSINE",
+                    help="cosine from which phrasings are grouped (default 0.92, as qa report)")
+    how = sg.add_mutually_exclusive_group()
+    how.add_argument("--accept", nargs="+", metavar="ID[=ENTRY]",
+                     help="write these suggestions (ids from the listing; =ENTRY files one under another entry)")
+    how.add_argument("--accept-all", action="store_true", help="write every suggestion listed (with the filters)")
+    how.add_argument("--review", action="store_true", help="ask about each suggestion listed: y, n or q")
+    sg.add_argument("--dry-run", action="store_true", help="with --accept…: say what would be written, write nothing")
+    sg.set_defaults(func=cmd_suggest)
 
     s = sub.add_parser("serve", help="start the HTTP server")
     s.add_argument("--host", default=None, help="bind address (env QA_HOST, default 127.0.0.1)")

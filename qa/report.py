@@ -16,6 +16,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -225,6 +226,46 @@ def group_questions(texts: list[str], encoder: Encoder | Callable[[], Encoder] |
     (None when there was no encoder, or nothing to compare)."""
     if not texts:
         return [], None
+    g = group_by_meaning(texts, encoder, similarity)
+    members: dict[int, list[str]] = {}
+    for k, label in zip(g.keys, g.labels):
+        members.setdefault(label, []).append(k)
+    out = []
+    for ks in members.values():
+        words: Counter[str] = Counter()
+        for k in ks:
+            words.update(g.wording[k])
+        ranked = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.append(UnansweredGroup(count=sum(g.counts[k] for k in ks), examples=[w for w, _ in ranked[:examples]]))
+    out.sort(key=lambda x: (-x.count, x.examples[0]))
+    return out[:top], g.similarity
+
+
+@dataclass
+class Grouping:
+    """Questions grouped by meaning (:func:`group_by_meaning`)."""
+
+    keys: list[str]  # the distinct questions (white space and case folded), most frequent first
+    labels: list[int]  # each key's group
+    counts: Counter[str]  # key → times asked
+    wording: dict[str, Counter[str]]  # key → its wordings as asked (stripped), with their counts
+    similarity: float | None  # the threshold used (None: no encoder, or one distinct question)
+
+    @staticmethod
+    def key(text: str) -> str:
+        """The distinct question ``text`` counts as."""
+        return _key(text)
+
+    def representative(self, key: str) -> str:
+        """The key's most frequent wording."""
+        return max(self.wording[key].items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+def group_by_meaning(texts: list[str], encoder: Encoder | Callable[[], Encoder] | None,
+                     similarity: float = DEFAULT_SIMILARITY) -> Grouping:
+    """The grouping behind :func:`group_questions` (and ``qa suggest``): identical questions (after
+    white space and case) are merged, then the :data:`MAX_CLUSTERED` most frequent distinct ones are
+    clustered by :func:`cluster` on their most frequent wording (the rest are left out)."""
     counts: Counter[str] = Counter()
     wording: dict[str, Counter[str]] = {}
     for t in texts:
@@ -232,25 +273,12 @@ def group_questions(texts: list[str], encoder: Encoder | Callable[[], Encoder] |
         counts[k] += 1
         wording.setdefault(k, Counter())[t.strip()] += 1
     keys = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_CLUSTERED]
-    labels = list(range(len(keys)))
-    used: float | None = None
+    g = Grouping(keys, list(range(len(keys))), counts, wording, None)
     if encoder is not None and len(keys) > 1:
         enc = encoder if hasattr(encoder, "encode") else encoder()  # type: ignore[operator]
-        labels = cluster([max(wording[k].items(), key=lambda kv: (kv[1], kv[0]))[0] for k in keys],
-                         enc, similarity)  # type: ignore[arg-type]
-        used = similarity
-    members: dict[int, list[str]] = {}
-    for k, label in zip(keys, labels):
-        members.setdefault(label, []).append(k)
-    out = []
-    for ks in members.values():
-        words: Counter[str] = Counter()
-        for k in ks:
-            words.update(wording[k])
-        ranked = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
-        out.append(UnansweredGroup(count=sum(counts[k] for k in ks), examples=[w for w, _ in ranked[:examples]]))
-    out.sort(key=lambda g: (-g.count, g.examples[0]))
-    return out[:top], used
+        g.labels = cluster([g.representative(k) for k in keys], enc, similarity)  # type: ignore[arg-type]
+        g.similarity = similarity
+    return g
 
 
 def cluster(texts: list[str], encoder: Encoder, similarity: float) -> list[int]:
