@@ -201,6 +201,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     since = report.parse_since(args.since)
     if args.min_count < 1:
         raise ValueError(f"--min-count: at least 1, got {args.min_count}")
+    floor = suggest.GUESS_FLOOR if args.min_confidence is None else args.min_confidence
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"--min-confidence: between 0 and 1, got {floor}")
     url = db.database_url(args.settings)
     engine = db.make_engine(url)
     path = db.sqlite_path(engine)
@@ -215,7 +218,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         db.upgrade(engine)
         listing = suggest.build_suggestions(
             engine, kb, since=since, encoder=lambda: load_encoder(args.settings.model),
-            similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity)
+            similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity,
+            guess_floor=floor)
     except SQLAlchemyError as exc:
         raise QAError(f"cannot read the records database {db.describe(url)}: {exc.__class__.__name__}") from None
     finally:
@@ -357,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--min-count", type=int, default=1, metavar="N",
                     help="list suggestions asked at least N times (default 1)")
     sg.add_argument("--confirmed", action="store_true", help="only suggestions a click or 👍 confirmed (no guesses)")
+    sg.add_argument("--min-confidence", type=float, default=None, metavar="C",
+                    help="refused questions under this confidence are off-topic and left out, unless a click "
+                         "names their entry (default 0.1)")
     sg.add_argument("--top", type=int, default=None, metavar="N", help="list the N first only")
     sg.add_argument("--similarity", type=float, default=None, metavar="COSINE",
                     help="cosine from which phrasings are grouped (default 0.92, as qa report)")

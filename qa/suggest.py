@@ -56,6 +56,10 @@ if TYPE_CHECKING:
     from qa.encoders import Encoder
 
 LOW_CONFIDENCE = 0.7  # an answer under this confidence (the threshold is 0.5) had a thin margin
+# A refused question under this confidence is off-topic for the FAQ (weather, Python, features it does
+# not cover: 0.00-0.03 in the records of this project's own runs, near misses 0.1-0.5); its nearest
+# entry is no suggestion unless a click or a 👍 names it.
+GUESS_FLOOR = 0.1
 MAX_PHRASINGS = 5  # phrasings a suggestion proposes (its most frequent); the rest are counted
 MAX_PHRASING_CHARS = 600  # longer (pasted logs) are not proposed: too long for an alternate
 
@@ -149,7 +153,8 @@ class _Row:
     order: int  # position in time
 
 
-def _rows(engine: sa.Engine, kb: KnowledgeBase, since: datetime, until: datetime, low: float) -> list[_Row]:
+def _rows(engine: sa.Engine, kb: KnowledgeBase, since: datetime, until: datetime, low: float,
+          floor: float = GUESS_FLOOR) -> list[_Row]:
     """The questions of the window that say something about an entry, each with its proposed entry."""
     q = questions
     in_window = sa.and_(q.c.asked_at >= since, q.c.asked_at < until)
@@ -184,6 +189,8 @@ def _rows(engine: sa.Engine, kb: KnowledgeBase, since: datetime, until: datetime
             target, confirmed = names[-1], True
         elif helpful is True:
             target, confirmed = (entry_id, True) if is_low else (None, False)
+        elif refused and helpful is not False and (conf or 0.0) < floor:
+            continue  # off-topic: its nearest entry is not a guess worth a maintainer's time
         elif helpful is False or refused:
             target, confirmed = (shown[0] if shown else None), False
         else:
@@ -235,7 +242,7 @@ def _one_line(text: str) -> str:
 def build_suggestions(engine: sa.Engine, kb: KnowledgeBase, *, since: datetime, until: datetime | None = None,
                       encoder: Encoder | Callable[[], Encoder] | None = None,
                       similarity: float = DEFAULT_SIMILARITY, low_confidence: float = LOW_CONFIDENCE,
-                      max_phrasings: int = MAX_PHRASINGS) -> Suggestions:
+                      guess_floor: float = GUESS_FLOOR, max_phrasings: int = MAX_PHRASINGS) -> Suggestions:
     """Every suggestion the records of ``[since, until)`` support, ranked (see the module's docstring).
 
     Args:
@@ -246,10 +253,12 @@ def build_suggestions(engine: sa.Engine, kb: KnowledgeBase, *, since: datetime, 
             are at least two distinct phrasings); None: identical ones only.
         similarity: cosine threshold of the grouping.
         low_confidence: answers under this confidence count as low-margin.
+        guess_floor: refused questions under this confidence are left out unless a click or a 👍 names
+            their entry (off-topic questions have no entry to guess).
         max_phrasings: phrasings a suggestion proposes at most.
     """
     until = until or utcnow()
-    rows = _rows(engine, kb, since, until, low_confidence)
+    rows = _rows(engine, kb, since, until, low_confidence, guess_floor)
     grouping: Grouping = group_by_meaning([r.text for r in rows], encoder, similarity) if rows else \
         Grouping([], [], Counter(), {}, None)
     label_of = dict(zip(grouping.keys, grouping.labels))

@@ -159,6 +159,23 @@ def test_suggestions_from_records_ranked_with_their_evidence(records: tuple[Reco
     assert listing(engine, kb, since=utcnow() + timedelta(minutes=1)).suggestions == []
 
 
+def test_an_off_topic_refusal_is_no_guess_unless_a_click_names_its_entry(records: tuple[Recorder, sa.Engine],
+                                                                         tiny_data: Path) -> None:
+    r, engine = records
+    kb = KnowledgeBase.load(tiny_data)
+    ask(r, answer("how do I reverse a linked list", confidence=0.002, alternatives=(CPU,)))
+    ask(r, answer("will it rain tomorrow", confidence=0.01, alternatives=(STUCK,)), click=STUCK)
+    ask(r, answer("kruise pods do not get new sidecar", confidence=0.2, alternatives=(SIDECAR,)))
+    ask(r, answer("weather for kruise", confidence=0.03, alternatives=(SIDECAR,)), helpful=False)
+    flushed(r)
+    texts = {s.phrasings[0].text for s in listing(engine, kb, encoder=None).suggestions}
+    assert texts == {"will it rain tomorrow", "kruise pods do not get new sidecar", "weather for kruise"}
+    texts = {s.phrasings[0].text for s in listing(engine, kb, encoder=None, guess_floor=0.0).suggestions}
+    assert "how do I reverse a linked list" in texts
+    texts = {s.phrasings[0].text for s in listing(engine, kb, encoder=None, guess_floor=0.5).suggestions}
+    assert texts == {"will it rain tomorrow", "weather for kruise"}
+
+
 def test_similar_phrasings_are_grouped_and_a_click_outranks_guesses(records: tuple[Recorder, sa.Engine],
                                                                    tiny_data: Path) -> None:
     r, engine = records
@@ -340,6 +357,9 @@ def test_an_accepted_suggestion_changes_the_answer_after_a_rebuild(qa: Callable[
     flushed(r)
 
     status, out, err = qa("suggest", "--since", "1h")
+    assert status == 0 and err == ""
+    assert "remove kruise" not in out  # the hash model's refusals have next to no confidence: off-topic
+    status, out, err = qa("suggest", "--since", "1h", "--min-confidence", "0")
     assert status == 0 and err == ""
     assert f"→ {STUCK}  {Q_STUCK}" in out and f"+ {question}" in out and "1 clicked, 1 refused" in out
     assert "guess: no click or 👍 named this entry" in out  # the other one
