@@ -56,9 +56,9 @@ if TYPE_CHECKING:
     from qa.encoders import Encoder
 
 LOW_CONFIDENCE = 0.7  # an answer under this confidence (the threshold is 0.5) had a thin margin
-# A refused question under this confidence is off-topic for the FAQ (weather, Python, features it does
-# not cover: 0.00-0.03 in the records of this project's own runs, near misses 0.1-0.5); its nearest
-# entry is no suggestion unless a click or a 👍 names it.
+# A refused question under this confidence is taken as off-topic for the FAQ (travel, films, Python,
+# features it does not cover: 0.00-0.03 in the records of this project's own runs; near misses
+# 0.1-0.5); its nearest entry is no suggestion unless a click or a 👍 names it.
 GUESS_FLOOR = 0.1
 MAX_PHRASINGS = 5  # phrasings a suggestion proposes (its most frequent); the rest are counted
 MAX_PHRASING_CHARS = 600  # longer (pasted logs) are not proposed: too long for an alternate
