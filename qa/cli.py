@@ -9,8 +9,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from qa.errors import BuildRefused, InvalidQuestion, QAError
 from qa.settings import Settings
@@ -159,44 +161,50 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.findings else 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Prints the maintainer's report over the records (the same as ``GET /admin/report``)."""
+@contextmanager
+def _records(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The records database (migrated) and the knowledge base, for ``qa report`` and ``qa suggest``;
+    a missing SQLite file or a database error is a one-line :class:`QAError`."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from qa import report
+    from qa.knowledge import KnowledgeBase
     from qa.records import db
 
-    since = report.parse_since(args.since)
-    url = db.database_url(args.settings)
+    url = db.database_url(settings)
     engine = db.make_engine(url)
     path = db.sqlite_path(engine)
     if path is not None and not path.exists():
         raise QAError(f"no records database at {path}; the server makes it when it records its first question "
                       "(see QA_DATABASE_URL and QA_STATE_DIR)")
     try:
-        from qa.encoders import load_encoder
-        from qa.knowledge import KnowledgeBase
-
-        kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
+        kb = KnowledgeBase.load(settings.data_dir, settings.faq_dir)
         db.upgrade(engine)
-        rep = report.build_report(engine, since=since, encoder=lambda: load_encoder(args.settings.model),
-                                  titles={e.id: e.question for e in kb.entries},
-                                  similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity,
-                                  top=args.top)
+        yield engine, kb
     except SQLAlchemyError as exc:
         raise QAError(f"cannot read the records database {db.describe(url)}: {exc.__class__.__name__}") from None
     finally:
         engine.dispose()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Prints the maintainer's report over the records (the same as ``GET /admin/report``)."""
+    from qa import report
+    from qa.encoders import load_encoder
+
+    since = report.parse_since(args.since)
+    with _records(args.settings) as (engine, kb):
+        rep = report.build_report(engine, since=since, encoder=lambda: load_encoder(args.settings.model),
+                                  titles={e.id: e.question for e in kb.entries},
+                                  similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity,
+                                  top=args.top)
     print(report.render(rep, args.format))
     return 0
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     """Proposes real phrasings for data/alternates.yaml from the records; writes those accepted."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from qa import report, suggest
-    from qa.records import db
+    from qa.encoders import load_encoder
 
     since = report.parse_since(args.since)
     if args.min_count < 1:
@@ -204,26 +212,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     floor = suggest.GUESS_FLOOR if args.min_confidence is None else args.min_confidence
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"--min-confidence: between 0 and 1, got {floor}")
-    url = db.database_url(args.settings)
-    engine = db.make_engine(url)
-    path = db.sqlite_path(engine)
-    if path is not None and not path.exists():
-        raise QAError(f"no records database at {path}; the server makes it when it records its first question "
-                      "(see QA_DATABASE_URL and QA_STATE_DIR)")
-    try:
-        from qa.encoders import load_encoder
-        from qa.knowledge import KnowledgeBase
-
-        kb = KnowledgeBase.load(args.settings.data_dir, args.settings.faq_dir)
-        db.upgrade(engine)
+    with _records(args.settings) as (engine, kb):
         listing = suggest.build_suggestions(
             engine, kb, since=since, encoder=lambda: load_encoder(args.settings.model),
             similarity=report.DEFAULT_SIMILARITY if args.similarity is None else args.similarity,
             guess_floor=floor)
-    except SQLAlchemyError as exc:
-        raise QAError(f"cannot read the records database {db.describe(url)}: {exc.__class__.__name__}") from None
-    finally:
-        engine.dispose()
     shown = listing.filtered(min_count=args.min_count, confirmed=args.confirmed, top=args.top)
     if args.accept:
         chosen = suggest.select(listing, args.accept)  # any id of the window, whatever the filters
