@@ -13,18 +13,18 @@ from server.models import ErrorModel
 router = APIRouter(tags=["admin"])
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """404 when no admin token is configured; 401 unless the bearer token matches (constant time);
     429 once the client has used up its failed attempts (``QA_AUTH_FAILURE_LIMIT``)."""
     token = request.app.state.settings.admin_token
     if token is None:
         raise HTTPException(404, "Not Found")
     guard = request.app.state.auth_guard
-    guard.check(request)
+    await guard.check(request)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(),
                                                                token.get_secret_value().encode()):
-        guard.failed(request)
+        await guard.failed(request)
         raise HTTPException(401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -37,7 +37,7 @@ def require_admin(request: Request) -> None:
                         422: {"model": ErrorModel, "description": "Invalid query parameter"}})
 async def post_reload(request: Request, wait: bool = False) -> JSONResponse:
     """Starts a reload in the background (or waits for it with ``?wait=true``); answers keep flowing."""
-    require_admin(request)
+    await require_admin(request)
     reloader = request.app.state.reloader
     if wait:
         result = await run_in_threadpool(reloader.reload)

@@ -98,7 +98,7 @@ async def post_ask(request: Request) -> Response:
     if len(body.question) > limit:
         raise HTTPException(422, f"question: at most {limit} characters (got {len(body.question)})")
     engine = current_engine(request)
-    charge_question(request, body.question)  # a long question spends more of the budget (429 when it is out)
+    await charge_question(request, body.question)  # a long question spends more of the budget (429 when it is out)
     try:
         answer = await engine.ask_async(body.question, body.top_k)
     except InvalidQuestion as exc:

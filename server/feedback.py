@@ -183,7 +183,7 @@ async def get_report(request: Request,
     most frequent unanswered questions grouped by meaning, and the answers marked unhelpful."""
     from server.api import current_engine  # here: server.api imports this module
 
-    require_admin(request)
+    await require_admin(request)
     try:
         start_at = parse_since(since)
     except ValueError as exc:

@@ -149,6 +149,18 @@ class RateLimiter:
             return None
         return self._wait(key)
 
+    async def hit_async(self, key: str, cost: int = 1) -> float | None:
+        """:meth:`hit` for the event loop: a round trip to a shared store runs in a worker thread."""
+        if self.store.consults_shared:
+            return await off_loop(lambda: self.hit(key, cost))
+        return self.hit(key, cost)
+
+    async def exhausted_async(self, key: str) -> float | None:
+        """:meth:`exhausted` for the event loop (see :meth:`hit_async`)."""
+        if self.store.consults_shared:
+            return await off_loop(lambda: self.exhausted(key))
+        return self.exhausted(key)
+
     def _wait(self, key: str) -> float:
         rate = self.rate
         assert rate is not None
@@ -161,7 +173,7 @@ def too_many(wait: float) -> HTTPException:
     return HTTPException(429, f"too many requests; retry in {wait:.0f} s", headers={"Retry-After": f"{wait:.0f}"})
 
 
-def charge_question(request: Request, question: str) -> None:
+async def charge_question(request: Request, question: str) -> None:
     """Charges the rest of an API question's cost (the middleware counted one request already).
 
     Raises:
@@ -169,7 +181,7 @@ def charge_question(request: Request, question: str) -> None:
     """
     limiter: RateLimiter = request.app.state.limiter
     extra = question_cost(question) - 1
-    if extra > 0 and (wait := limiter.hit(client_key(request.scope), extra)) is not None:
+    if extra > 0 and (wait := await limiter.hit_async(client_key(request.scope), extra)) is not None:
         raise too_many(wait)
 
 
@@ -184,14 +196,14 @@ class AuthGuard:
     def __init__(self, rate: str, store: LimitStore | None = None) -> None:
         self.limiter = RateLimiter(rate, store, scope="auth")
 
-    def check(self, request: Request) -> None:
+    async def check(self, request: Request) -> None:
         """Raises 429 when this client's failed authentications are used up."""
-        if (wait := self.limiter.exhausted(client_key(request.scope))) is not None:
+        if (wait := await self.limiter.exhausted_async(client_key(request.scope))) is not None:
             raise too_many(wait)
 
-    def failed(self, request: Request) -> None:
+    async def failed(self, request: Request) -> None:
         """Counts a failed authentication of this client."""
-        self.limiter.hit(client_key(request.scope))
+        await self.limiter.hit_async(client_key(request.scope))
 
 
 class RateLimitMiddleware:
@@ -209,10 +221,7 @@ class RateLimitMiddleware:
         if self.limiter.enabled and scope["type"] == "http" and (path == "/" or path.startswith("/api/")):
             key = client_key(scope)
             limiter = self.limiter
-            if limiter.store.consults_shared:  # a Redis round trip: off the event loop
-                wait = await off_loop(lambda: limiter.hit(key))
-            else:
-                wait = limiter.hit(key)
+            wait = await limiter.hit_async(key)  # a Redis round trip runs off the event loop
             if wait is not None:
                 response = error_response(429, "rate_limited", f"too many requests; retry in {wait:.0f} s",
                                           {"Retry-After": f"{wait:.0f}"})

@@ -57,9 +57,9 @@ async def post_slack_command(request: Request) -> JSONResponse:
     signature = request.headers.get("x-slack-signature", "")
     verifier = SignatureVerifier(secret.get_secret_value())
     guard = request.app.state.auth_guard
-    guard.check(request)  # 429 once this client has used up its failed signatures
+    await guard.check(request)  # 429 once this client has used up its failed signatures
     if not _is_signed(verifier, body, timestamp, signature):
-        guard.failed(request)
+        await guard.failed(request)
         log.warning("slack: rejected a request with a missing or invalid signature or a stale timestamp")
         raise HTTPException(401, "invalid Slack signature")
     try:
@@ -67,7 +67,7 @@ async def post_slack_command(request: Request) -> JSONResponse:
                                             strict_parsing=bool(body), max_num_fields=64).items()}
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the body is not a valid form") from None
-    wait = request.app.state.limiter.hit(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}",
+    wait = await request.app.state.limiter.hit_async(f"slack:{form.get('team_id', '')}:{form.get('user_id', '')}",
                                          question_cost(form.get("text", "")))  # a long question costs more
     if wait is not None:
         # Slack shows a slash-command reply only with status 200: the limit is said in the message.

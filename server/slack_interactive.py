@@ -143,9 +143,9 @@ async def post_slack_interactive(request: Request, background: BackgroundTasks) 
     signature = request.headers.get("x-slack-signature", "")
     verifier = SignatureVerifier(secret.get_secret_value())
     guard = request.app.state.auth_guard
-    guard.check(request)
+    await guard.check(request)
     if not _is_signed(verifier, body, timestamp, signature):
-        guard.failed(request)
+        await guard.failed(request)
         log.warning("slack: rejected an interaction with a missing or invalid signature or a stale timestamp")
         raise HTTPException(401, "invalid Slack signature")
     try:
@@ -184,7 +184,7 @@ async def post_slack_interactive(request: Request, background: BackgroundTasks) 
     else:
         return Response(status_code=200)  # a button of another version of the app: ignored
 
-    wait = request.app.state.limiter.hit(f"slack:{team_id}:{user_id}")  # the command's budget
+    wait = await request.app.state.limiter.hit_async(f"slack:{team_id}:{user_id}")  # the command's budget
     if wait is not None:
         if url:
             message = f"Too many requests; try again in {wait:.0f} s. / 操作太频繁，请 {wait:.0f} 秒后再试。"
