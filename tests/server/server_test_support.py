@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 import yaml
+from fastapi.testclient import TestClient
 from slack_sdk.signature import SignatureVerifier
 
 from qa.contract import Answer, Entry, ErrorBody
 from qa.faq import entry_id
+from qa.records import db
 from qa.search import Engine
 from server.settings import ServerSettings
 
@@ -207,3 +210,18 @@ def slack_headers(body: bytes, *, secret: str = SLACK_SECRET, timestamp: int | N
 def post_slack(client: Any, text: str, **form: str) -> Any:
     body = slack_form(text, **form)
     return client.post("/slack/command", content=body, headers=slack_headers(body))
+
+
+def table(url: str, t: sa.Table) -> list[dict[str, Any]]:
+    """Every row of a records table (a connection of its own: the server's writer may hold others)."""
+    e = db.make_engine(url)
+    try:
+        with e.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(t))]
+    finally:
+        e.dispose()
+
+
+def flush(client: TestClient) -> None:
+    """Waits until the app's recorder has written what it was given."""
+    assert client.app.state.recorder.flush(10)  # type: ignore[attr-defined]

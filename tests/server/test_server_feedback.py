@@ -30,7 +30,9 @@ from server_test_support import (
     assert_answer_contract,
     assert_error,
     engine_like,
+    flush,
     post_slack,
+    table,
     write_data,
 )
 
@@ -74,14 +76,6 @@ def recording(make_settings: Callable[..., ServerSettings], shared_engine: Engin
         c.__exit__(None, None, None)
 
 
-def table(url: str, t: sa.Table) -> list[dict[str, Any]]:
-    e = db.make_engine(url)
-    try:
-        with e.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(t))]
-    finally:
-        e.dispose()
-
 
 def stored(url: str) -> int:
     """Questions stored so far (0 while the database or its tables do not exist yet)."""
@@ -90,9 +84,6 @@ def stored(url: str) -> int:
     except sa.exc.OperationalError:
         return 0
 
-
-def flush(client: TestClient) -> None:
-    assert client.app.state.recorder.flush(10)  # type: ignore[attr-defined]
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:

@@ -16,13 +16,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from server_test_support import Q_INPLACE, SLACK_SECRET, assert_error, engine_like, post_slack, slack_headers
+from server_test_support import (
+    Q_INPLACE,
+    SLACK_SECRET,
+    assert_error,
+    engine_like,
+    flush,
+    post_slack,
+    slack_headers,
+    table,
+)
 from slack_sdk.models.blocks import Block
 
 from qa.faq import entry_id
-from qa.records import db
 from qa.records.schema import clicks, feedback, questions
 from qa.search import Engine
 from server.app import create_app
@@ -83,17 +90,6 @@ def recording(make_settings: Callable[..., ServerSettings], shared_engine: Engin
         c.__exit__(None, None, None)
 
 
-def table(url: str, t: sa.Table) -> list[dict[str, Any]]:
-    e = db.make_engine(url)
-    try:
-        with e.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(t))]
-    finally:
-        e.dispose()
-
-
-def flush(client: TestClient) -> None:
-    assert client.app.state.recorder.flush(10)  # type: ignore[attr-defined]
 
 
 def payload_for(action_id: str, value: str, response_url: str, *, kind: str = "block_actions",
