@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # part of every key: change it when what an Answer means changes
+CACHE_VERSION = "2"  # part of every key: change it when what an Answer means changes (2: translated alternatives)
 KEY_PREFIX = "qa:answer:"
 DEFAULT_TTL = 3600
 WRITE_QUEUE = 512  # answers waiting to be written to Redis at most; more are dropped (the cache is a cache)

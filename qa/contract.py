@@ -159,8 +159,11 @@ class Alternative(_Frozen):
     """A "did you mean" candidate, or a nearest question when there is no match."""
 
     id: str
-    question: str
+    question: str = Field(..., description="The entry's question as the FAQ writes it.")
     score: float
+    translated_question: str | None = Field(None, description="The question in the asker's language "
+                                            "(English), translated from the Chinese FAQ; null for Chinese or "
+                                            "mixed questions and for entries without a translation.")
 
 
 class Answer(_Frozen):

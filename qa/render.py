@@ -43,7 +43,7 @@ def print_answer(answer: Answer, console: Console | None = None) -> None:
     if answer.alternatives:
         con.print(f"[bold]{title}:[/]")
         for alt in answer.alternatives:
-            con.print(f"  • {_esc(alt.question)} [dim]({alt.id}, {alt.score:.2f})[/]")
+            con.print(f"  • {_esc(alt.translated_question or alt.question)} [dim]({alt.id}, {alt.score:.2f})[/]")
 
 
 def print_entry(entry: Entry, console: Console | None = None) -> None:

@@ -307,13 +307,19 @@ class Engine:
             match = Match(**dict(entry), score=round(ranked[0].fused, 4), confidence=round(conf, 4),
                           translation=translation)
             ranked, top_k = ranked[1:], top_k - 1
-        alternatives = tuple(Alternative(id=c.id, question=self.kb.by_id[c.id].question, score=round(c.fused, 4))
+        alternatives = tuple(Alternative(id=c.id, question=self.kb.by_id[c.id].question, score=round(c.fused, 4),
+                                         translated_question=self._translated_question(c.id, language))
                              for c in ranked[:top_k if match else max(top_k, 1)])
         answer = Answer(answer_id="", question=clean, language=language, match=match, alternatives=alternatives,
                         took_ms=0.0)
         answer._confidence = conf
         answer._score = signals.candidates[0].fused if signals.candidates else 0.0
         return answer
+
+    def _translated_question(self, entry_id: str, language: str) -> str | None:
+        """The entry's question in the asker's language (English), when a translation is kept."""
+        translation = self.kb.translations.get(entry_id) if language == "en" else None
+        return translation.question if translation is not None else None
 
     def _answer_and_cache(self, key: str, clean: str, vectors: np.ndarray, top_k: int) -> Answer:
         answer = self._answer(clean, self._search(clean, vectors), top_k)

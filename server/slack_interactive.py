@@ -4,8 +4,10 @@ Verified exactly like the slash command (signature over the raw body, timestamp 
 before any other work. Slack sends ``payload=<JSON>``; of it only ``block_actions`` are handled:
 
 - 👍 / 👎 (``feedback_yes`` / ``feedback_no``, value: the ``answer_id``) store the feedback;
-- an alternative (``ask_alternative_<n>``, value: ``{"answer_id", "entry_id"}``) asks that entry's
-  question, records the click (the strongest signal of what the asker meant) and the new answer.
+- an alternative (``ask_alternative_<n>``, value: ``{"answer_id", "entry_id"}``, with ``"lang": "en"``
+  when the button shows the entry's English question) asks that entry's question (in English then,
+  so the reply is in English too), records the click (the strongest signal of what the asker
+  meant) and the new answer.
 
 Slack ignores the HTTP body of a ``block_actions`` reply: the endpoint answers 200 at once, and the
 reply (ephemeral, ``replace_original: false``) is POSTed to the payload's ``response_url`` afterwards.
@@ -95,7 +97,7 @@ async def _feedback(request: Request, url: str | None, answer_id: str, helpful: 
 
 
 async def _alternative(request: Request, url: str | None, answer_id: str, entry_id: str,
-                       asker: dict[str, str]) -> None:
+                       asker: dict[str, str], english: bool = False) -> None:
     holder = request.app.state.holder
     reply: dict[str, Any]
     if holder.engine is None:
@@ -105,6 +107,8 @@ async def _alternative(request: Request, url: str | None, answer_id: str, entry_
         engine = holder.engine
         try:
             question = engine.entry(entry_id).question
+            if english and (translation := engine.kb.translations.get(entry_id)) is not None:
+                question = translation.question  # the button was in English: so is the reply
             answer: Answer = await engine.ask_async(question, 3)
         except UnknownEntry:
             reply = render_error("That FAQ entry no longer exists. / 该 FAQ 条目已不存在。")
@@ -194,5 +198,5 @@ async def post_slack_interactive(request: Request, background: BackgroundTasks) 
         background.add_task(_feedback, request, url, value, action_id == FEEDBACK_YES)
     else:
         background.add_task(_alternative, request, url, target["answer_id"], target["entry_id"],
-                            {"team_id": team_id, "user_id": user_id})
+                            {"team_id": team_id, "user_id": user_id}, target.get("lang") == "en")
     return Response(status_code=200)

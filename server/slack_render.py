@@ -285,7 +285,7 @@ def _payload(blocks: list[dict[str, Any]], text: str, *, share: bool = False) ->
 def _alternative_lines(alternatives: Sequence[Alternative], skip: str | None = None) -> list[str]:
     lines: list[str] = []
     for alt in alternatives:
-        line = f"• {escape_mrkdwn(_clip(_flat(alt.question), _MAX_QUESTION_CHARS))}"
+        line = f"• {escape_mrkdwn(_clip(_flat(alt.translated_question or alt.question), _MAX_QUESTION_CHARS))}"
         if alt.id != skip and alt.question.strip() and line not in lines and len(lines) < MAX_ALTERNATIVES:
             lines.append(line)
     return lines
@@ -301,11 +301,13 @@ def _alternative_buttons(answer: Answer, skip: str | None = None) -> list[dict[s
     buttons: list[ButtonElement] = []
     seen: set[str] = set()
     for alt in answer.alternatives:
-        label = _flat(alt.question)
+        label = _flat(alt.translated_question or alt.question)
         if alt.id == skip or not label or label in seen or len(buttons) >= MAX_ALTERNATIVES:
             continue
         seen.add(label)
-        value = json_dumps({"answer_id": answer.answer_id, "entry_id": alt.id})
+        # "lang": the click asks the translated question, so the reply comes in the asker's language too
+        value = json_dumps({"answer_id": answer.answer_id, "entry_id": alt.id}
+                           | ({"lang": "en"} if alt.translated_question else {}))
         if len(value) <= MAX_BUTTON_VALUE:
             buttons.append(_button(label, f"{ASK_ALTERNATIVE}_{len(buttons)}", value))
     return [ActionsBlock(block_id="alternatives", elements=buttons).to_dict()] if buttons else []

@@ -407,6 +407,20 @@ def test_an_english_question_reads_the_translation_first_and_the_original_is_one
     assert zh.match is not None and zh.match.translation is None
 
 
+def test_did_you_mean_is_in_english_for_an_english_question_where_a_translation_is_kept(cli) -> None:  # type: ignore[no-untyped-def]
+    write_translation(cli.data_dir)
+    cpu = TINY_IDS[Q_CPU]
+    # an English question answered by another entry (or none): the CPU entry is among the alternatives
+    en = Answer.model_validate_json(cli("ask", "--json", "--top-k", "5", "How do I upgrade a pod in place?")[1])
+    by_id = {a.id: a for a in en.alternatives}
+    assert cpu in by_id and by_id[cpu].translated_question == EN_CPU and by_id[cpu].question == Q_CPU
+    assert all(a.translated_question is None for a in en.alternatives if a.id != cpu)  # no translation kept
+    zh = Answer.model_validate_json(cli("ask", "--json", "--top-k", "5", "原地升级怎么做？")[1])
+    assert zh.language == "zh" and all(a.translated_question is None for a in zh.alternatives)
+    status, out, _ = cli("ask", "--top-k", "5", "How do I upgrade a pod in place?")
+    assert status == 0 and f"{EN_CPU} ({cpu}," in " ".join(out.split())
+
+
 def test_show_an_unknown_id_is_a_one_line_error(cli) -> None:  # type: ignore[no-untyped-def]
     status, out, err = cli("show", "deadbeef")
     assert (status, out) == (2, "")

@@ -548,6 +548,18 @@ def test_alternatives_are_buttons_that_carry_the_answer_and_the_entry() -> None:
     assert long_label["text"].startswith("<b>&amp; 很长") and long_label["text"].endswith("…")
 
 
+def test_an_alternative_with_a_translation_is_shown_and_asked_in_english() -> None:
+    answer = make_answer(alternatives=(Alternative(id="e2", question="CloneSet 如何原地升级？", score=7.0,
+                                                   translated_question="How does CloneSet update in place?"),
+                                       Alternative(id="e3", question="如何卸载？", score=3.0)))
+    payload = render_answer(answer)
+    assert_valid(payload)
+    [block] = [b for b in payload["blocks"] if b.get("block_id") == "alternatives"]
+    assert [e["text"]["text"] for e in block["elements"]] == ["How does CloneSet update in place?", "如何卸载？"]
+    assert [json.loads(e["value"]) for e in block["elements"]] == [
+        {"answer_id": "a1", "entry_id": "e2", "lang": "en"}, {"answer_id": "a1", "entry_id": "e3"}]
+
+
 def test_no_match_nearest_questions_are_buttons_too() -> None:
     payload = render_answer(no_match("x", alts("如何从 Deployment 迁移到 CloneSet？")))
     assert_valid(payload)

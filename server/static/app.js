@@ -384,7 +384,9 @@
     box.appendChild(setI18n(el('p', 'alts-label'), labelKey));
     var ul = box.appendChild(el('ul', 'alts-list'));
     list.forEach(function (a) {
-      var b = el('button', 'alt', a.question, { type: 'button', lang: textLang(a.question) });
+      // in the asker's language when a translation is kept: a click then asks it in that language too
+      var label = typeof a.translated_question === 'string' && a.translated_question.trim() ? a.translated_question : a.question;
+      var b = el('button', 'alt', label, { type: 'button', lang: textLang(label) });
       if (a.id !== undefined && a.id !== null) b.setAttribute('data-id', String(a.id));
       if (ANSWER_ID.test(String(answerId || ''))) b.setAttribute('data-after', String(answerId));
       b.addEventListener('click', onAskButton);

@@ -239,6 +239,23 @@ def test_an_alternative_button_answers_that_question_and_records_the_click(
     assert rows[next_id]["asker"] and rows[next_id]["asker"] == rows[earlier]["asker"]  # same team+user
 
 
+def test_an_english_alternative_button_asks_and_answers_in_english(make_settings: Callable[..., ServerSettings],
+                                                                    tmp_path: Path, receiver: Receiver) -> None:
+    from tiny_faq import EN_CPU, Q_CPU, TINY_IDS, open_engine, write_tiny_data, write_translation
+
+    data = write_tiny_data(tmp_path / "data")
+    write_translation(data)
+    engine = open_engine(data, tmp_path / "index")
+    cpu = TINY_IDS[Q_CPU]
+    with TestClient(create_app(make_settings(), engine_like(engine))) as c:
+        for lang in ("en", None):  # an English button, then a button of a Chinese question
+            value = json.dumps({"answer_id": "b" * 32, "entry_id": cpu} | ({"lang": lang} if lang else {}))
+            assert post_interactive(c, payload_for("ask_alternative_0", value, receiver.url)).status_code == 200
+    english, chinese = receiver.received
+    assert english["blocks"][0]["text"]["text"] == EN_CPU  # asked in English, answered with the translation
+    assert chinese["blocks"][0]["text"]["text"] == Q_CPU
+
+
 def test_an_unknown_entry_gets_an_error_reply(client: TestClient, receiver: Receiver) -> None:
     value = json.dumps({"answer_id": "b" * 32, "entry_id": "deadbeef"})
     assert post_interactive(client, payload_for("ask_alternative_0", value, receiver.url)).status_code == 200
