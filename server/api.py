@@ -15,7 +15,7 @@ from qa.errors import InvalidQuestion, UnknownEntry
 from qa.markdown import tree
 from qa.search import Engine
 from server.feedback import record_ask
-from server.models import ErrorModel
+from server.models import JSON_BODY_ERRORS, ErrorModel
 from server.ratelimit import charge_question
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["api"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorModel, "description": "Body is not valid JSON or not UTF-8"},
-    413: {"model": ErrorModel, "description": "Body too large"},
-    415: {"model": ErrorModel, "description": "Content type is not application/json"},
+    **JSON_BODY_ERRORS,
     422: {"model": ErrorModel, "description": "Invalid fields (empty question, top_k out of 1..10, too long)"},
-    429: {"model": ErrorModel, "description": "Too many requests"},
     503: {"model": ErrorModel, "description": "The index is not loaded yet"},
 }
 

@@ -25,7 +25,7 @@ from qa.records import Recorder, RecorderHooks, RecordsUnavailable, UnknownAnswe
 from qa.records import db as records_db
 from qa.report import DEFAULT_SIMILARITY, build_report, parse_since
 from server.admin import require_admin
-from server.models import ErrorModel
+from server.models import JSON_BODY_ERRORS, ErrorModel
 from server.observability import Metrics
 from server.settings import ServerSettings
 
@@ -128,12 +128,9 @@ def record_slack(request: Request, answer: Answer, form: dict[str, str]) -> None
 
 _FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"model": FeedbackReceipt, "description": "Feedback replaced (the answer had feedback already)"},
-    400: {"model": ErrorModel, "description": "Body is not valid JSON or not UTF-8"},
+    **JSON_BODY_ERRORS,
     404: {"model": ErrorModel, "description": "No recorded answer with that id, or recording is off"},
-    413: {"model": ErrorModel, "description": "Body too large"},
-    415: {"model": ErrorModel, "description": "Content type is not application/json"},
     422: {"model": ErrorModel, "description": "Invalid fields (answer_id not 32 hex digits, comment too long)"},
-    429: {"model": ErrorModel, "description": "Too many requests"},
     503: {"model": ErrorModel, "description": "The records database is unavailable"},
 }
 
